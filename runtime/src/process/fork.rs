@@ -1,0 +1,189 @@
+//! The create process model: main -> intermediate (fork) -> container init (clone).
+//!
+//! husk is single-threaded here, so a plain fork is safe and no re-exec of itself is needed
+//! (runc re-execs only because Go cannot fork). The intermediate joins the namespaces given by
+//! path, makes the user and time namespaces, waits until main has put it in the cgroup and
+//! then clones the init with CLONE_PARENT: the init is main's child, never the intermediate's,
+//! and when main exits it is reparented to the nearest subreaper (the shim).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, Pid};
+
+use super::init::{self, InitContext, InitKind};
+use super::sync::{self, Channel, Msg, SyncError};
+use crate::namespaces;
+
+/// How long each set-up step may take before create gives up.
+const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why the container's processes could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The sync protocol failed, or a child reported an error.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    /// fork(2) failed.
+    #[error("fork: {0}")]
+    Fork(nix::Error),
+    /// Writing the user namespace maps failed.
+    #[error(transparent)]
+    Maps(#[from] namespaces::NamespaceError),
+    /// The cgroup could not be joined or configured.
+    #[error("{0}")]
+    Cgroup(String),
+    /// A prestart or createRuntime hook failed.
+    #[error("{0}")]
+    Hook(String),
+}
+
+/// What the main process does at the points of the protocol that are its own.
+pub trait MainSteps {
+    /// Puts the intermediate (and so all it clones) into the container's cgroup and applies limits.
+    fn join_cgroup(&mut self, pid: Pid) -> Result<(), String>;
+    /// Runs prestart and createRuntime hooks for an init of `pid`; returns the state JSON that
+    /// the hooks inside the container receive.
+    fn prepared(&mut self, pid: Pid) -> Result<String, String>;
+}
+
+/// Starts the container's init and returns its host pid once it waits on the exec FIFO.
+///
+/// On error every process this call started is killed and reaped before it returns.
+pub fn spawn(ctx: &InitContext, steps: &mut dyn MainSteps) -> Result<Pid, SpawnError> {
+    let (main_end, child_end) = sync::pair()?;
+    // SAFETY: husk is single-threaded during create, so the child may run arbitrary code.
+    let fork = unsafe { nix::unistd::fork() }.map_err(SpawnError::Fork)?;
+    let intermediate = match fork {
+        ForkResult::Child => {
+            drop(main_end);
+            if let Some(fd) = ctx.lock_fd {
+                // SAFETY: closing our copy of the store lock; main keeps its own.
+                unsafe { libc::close(fd) };
+            }
+            let Err(e) = intermediate(ctx, &child_end);
+            let _ = child_end.send(&Msg::Error(e));
+            // SAFETY: _exit skips the parent's atexit handlers and buffered output, which
+            // belong to the main process.
+            unsafe { libc::_exit(1) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(child_end);
+    let mut init_pid = None;
+    let result = drive(ctx, steps, &main_end, intermediate, &mut init_pid);
+    if result.is_err() {
+        // Leave no process behind: the init (our child by CLONE_PARENT) and the intermediate.
+        if let Some(pid) = init_pid {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        let _ = kill(intermediate, Signal::SIGKILL);
+    }
+    let _ = waitpid(intermediate, None);
+    result
+}
+
+fn drive(
+    ctx: &InitContext,
+    steps: &mut dyn MainSteps,
+    chan: &Channel,
+    intermediate: Pid,
+    init_pid: &mut Option<Pid>,
+) -> Result<Pid, SpawnError> {
+    if ctx.plan.new_user {
+        chan.expect(&Msg::MapIds, "the user namespace", STEP_TIMEOUT)?;
+        let linux = ctx.spec.linux().as_ref();
+        let uid = linux
+            .and_then(|l| l.uid_mappings().clone())
+            .unwrap_or_default();
+        let gid = linux
+            .and_then(|l| l.gid_mappings().clone())
+            .unwrap_or_default();
+        namespaces::write_id_maps(intermediate.as_raw(), &uid, &gid)?;
+        chan.send(&Msg::MapsWritten)?;
+    }
+    steps
+        .join_cgroup(intermediate)
+        .map_err(SpawnError::Cgroup)?;
+    chan.send(&Msg::CgroupJoined)?;
+    let pid = match chan.recv("the init's pid", STEP_TIMEOUT)? {
+        Msg::InitPid(p) => Pid::from_raw(p),
+        got => {
+            return Err(SyncError::Unexpected {
+                wanted: "the init's pid",
+                got,
+            }
+            .into())
+        }
+    };
+    *init_pid = Some(pid);
+    // The init holds the same channel end as the intermediate: it waits for this before it
+    // speaks, so its messages never race the intermediate's.
+    chan.send(&Msg::Go)?;
+    if ctx.kind == InitKind::Container {
+        chan.expect(&Msg::Prepared, "the rootfs", STEP_TIMEOUT)?;
+        let state_json = steps.prepared(pid).map_err(SpawnError::Hook)?;
+        chan.send(&Msg::HooksDone(state_json))?;
+    }
+    chan.expect(&Msg::Ready, "the container's process", STEP_TIMEOUT)?;
+    Ok(pid)
+}
+
+/// The intermediate: namespaces, then clone the init, report its pid and exit.
+fn intermediate(ctx: &InitContext, chan: &Channel) -> Result<Infallible, String> {
+    // If create dies, the half-made container must not live on.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("set pdeathsig: {e}"))?;
+    // Written before the user namespace exists: lowering it needs CAP_SYS_RESOURCE on the host.
+    if let Some(adj) = ctx.process.oom_score_adj() {
+        super::oom_score_adj::apply(adj).map_err(|e| e.to_string())?;
+    }
+    namespaces::join_all(ctx.plan).map_err(|e| e.to_string())?;
+    if ctx.plan.new_user {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| format!("unshare user namespace: {e}"))?;
+        chan.send(&Msg::MapIds).map_err(|e| e.to_string())?;
+        chan.expect(&Msg::MapsWritten, "the id maps", STEP_TIMEOUT)
+            .map_err(|e| e.to_string())?;
+        // Become root of the new namespace so the init's files are owned by a mapped id.
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+            .map_err(|e| format!("setresgid(0) in the user namespace: {e}"))?;
+        nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+            .map_err(|e| format!("setresuid(0) in the user namespace: {e}"))?;
+    }
+    if ctx.plan.new_time {
+        nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(
+            libc::CLONE_NEWTIME,
+        ))
+        .map_err(|e| format!("unshare time namespace: {e}"))?;
+        if let Some(offsets) = ctx
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.time_offsets().as_ref())
+        {
+            super::timens::write_offsets(offsets).map_err(|e| e.to_string())?;
+        }
+    }
+    chan.expect(&Msg::CgroupJoined, "the cgroup", STEP_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    let flags = ctx.plan.clone_flags.bits() | libc::CLONE_PARENT | libc::SIGCHLD;
+    // SAFETY: a raw clone without CLONE_VM and without a new stack behaves like fork(2): the
+    // child gets a copy of this single-threaded process.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags as libc::c_ulong, 0, 0, 0, 0) };
+    if pid < 0 {
+        return Err(format!(
+            "clone the container init: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    if pid == 0 {
+        init::run(ctx, chan);
+    }
+    chan.send(&Msg::InitPid(pid as i32))
+        .map_err(|e| e.to_string())?;
+    // SAFETY: see spawn(): the intermediate's work is done; exit without the parent's handlers.
+    unsafe { libc::_exit(0) }
+}
