@@ -4,6 +4,8 @@
 //! - `test [-- CARGO_TEST_ARGS...]`: install what the tests need, lint, build, run every test.
 //! - `demo`: build husk and show a container's lifecycle with it.
 
+mod bench;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::thread::sleep;
@@ -43,6 +45,16 @@ enum Cmd {
         #[arg(last = true)]
         test_args: Vec<String>,
     },
+    /// Measure husk and husk-init side by side with runc, crun, tini, dumb-init and catatonit.
+    Bench(bench::BenchArgs),
+    /// Internal: a benchmark probe (floor, orphans, sigchild).
+    #[command(name = "__bench-probe", hide = true)]
+    BenchProbe {
+        /// Probe name.
+        name: String,
+        /// Its arguments.
+        args: Vec<String>,
+    },
     /// Build husk, make a bundle and show a container's lifecycle with it (needs root).
     Demo {
         /// Use this runtime binary instead of building husk (e.g. /usr/sbin/runc, to compare).
@@ -61,6 +73,11 @@ fn main() -> ExitCode {
         } => cmd_bundle(&dir, rootless, args),
         Cmd::Test { no_lint, test_args } => cmd_test(no_lint, &test_args),
         Cmd::Demo { runtime } => cmd_demo(runtime),
+        Cmd::Bench(args) => bench::cmd_bench(&args),
+        Cmd::BenchProbe { name, args } => match bench::run_probe(&name, &args) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => Err(e),
+        },
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
