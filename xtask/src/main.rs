@@ -5,6 +5,7 @@
 //! - `demo`: build husk and show a container's lifecycle with it.
 
 mod bench;
+mod integration;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -156,9 +157,20 @@ fn cmd_bundle(dir: &Path, rootless: bool, args: Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// Debian packages the tests use: runc (the oracle), crun, busybox-static (bundles), tini
-/// (husk-init's reference), strace.
-const TEST_PACKAGES: &[&str] = &["runc", "crun", "busybox-static", "tini", "strace"];
+/// Debian packages the tests use: the oracle runtimes, the init peers, probes' toolchain (gcc
+/// -static needs libc6-dev), `ip netns`, `ps` and criu.
+const TEST_PACKAGES: &[&str] = &[
+    "runc",
+    "crun",
+    "busybox-static",
+    "tini",
+    "strace",
+    "criu",
+    "procps",
+    "iproute2",
+    "gcc",
+    "libc6-dev",
+];
 
 fn dpkg_installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
@@ -215,6 +227,7 @@ fn target_dir() -> Result<PathBuf> {
 
 fn cmd_test(no_lint: bool, test_args: &[String]) -> Result<()> {
     install_test_packages()?;
+    integration::install()?;
     if !no_lint {
         let mut fmt = cargo();
         fmt.args(["fmt", "--all", "--", "--check"]);
@@ -255,6 +268,7 @@ fn cmd_test(no_lint: bool, test_args: &[String]) -> Result<()> {
             test.env("HUSK_ORACLE", runc);
         }
     }
+    test.envs(integration::env());
     test.args(test_args);
     run_step(test)
 }

@@ -1,0 +1,308 @@
+//! containerd driving husk end to end: through husk's own shim (`io.containerd.husk.v2`) and
+//! through containerd-shim-runc-v2 with `BinaryName` = husk. Each test has its own containerd
+//! (see husk_integration::Containerd), which it removes with everything it started.
+
+use std::path::Path;
+use std::time::Duration;
+
+use husk_integration::{pty, require_containerd, Containerd, Shim};
+
+const LOOP: &str = "trap 'exit 42' TERM; while true; do sleep 0.1; done";
+const T: Duration = Duration::from_secs(20);
+
+fn start() -> Containerd {
+    Containerd::start().unwrap_or_else(|e| panic!("starting containerd: {e:#}"))
+}
+
+/// `ctr run` attached: output, exit codes, and `--rm`.
+fn run_attached(c: &Containerd, shim: Shim) {
+    let out = c.run(
+        shim,
+        &["--rm"],
+        "echo",
+        &["sh", "-c", "echo hello from busybox; exit 3"],
+    );
+    assert_eq!(out.code, 3, "{out}");
+    assert!(out.stdout.contains("hello from busybox"), "{out}");
+    let out = c.run(shim, &["--rm"], "true", &["true"]);
+    assert_eq!(out.code, 0, "{out}");
+    let out = c.run(
+        shim,
+        &["--rm"],
+        "err",
+        &["sh", "-c", "echo to-stderr >&2; exit 1"],
+    );
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("to-stderr"), "{out}");
+    assert!(c.task("echo").is_none(), "--rm left the task behind");
+}
+
+/// Detached task: exec, pause/resume, ps, metrics, kill, exit status on delete.
+fn detached_lifecycle(c: &Containerd, shim: Shim) {
+    let out = c.run(shim, &["-d"], "d1", &["sh", "-c", LOOP]);
+    assert!(out.success(), "{out}");
+    assert!(
+        c.wait_status("d1", "RUNNING", T),
+        "{}",
+        c.ctr(&["task", "ls"])
+    );
+
+    let fifo = c.fifo_dir();
+    let out = c.ctr(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &fifo,
+        "--exec-id",
+        "e1",
+        "d1",
+        "sh",
+        "-c",
+        "echo exec-out; exit 5",
+    ]);
+    assert_eq!(out.code, 5, "{out}");
+    assert!(out.stdout.contains("exec-out"), "{out}");
+
+    assert!(c.ctr(&["task", "pause", "d1"]).success());
+    assert!(c.wait_status("d1", "PAUSED", T));
+    assert!(c.ctr(&["task", "resume", "d1"]).success());
+    assert!(c.wait_status("d1", "RUNNING", T));
+
+    let (_, pid) = c.task("d1").unwrap_or_default();
+    let ps = c.ctr(&["task", "ps", "d1"]);
+    assert!(ps.success() && ps.stdout.contains(&pid.to_string()), "{ps}");
+    let m = c.ctr(&["task", "metrics", "d1"]);
+    assert!(m.success() && m.stdout.contains("memory"), "{m}");
+
+    let k = c.ctr(&["task", "kill", "d1"]);
+    assert!(k.success(), "{k}");
+    assert!(
+        c.wait_status("d1", "STOPPED", T),
+        "{}",
+        c.ctr(&["task", "ls"])
+    );
+    // A kill after the exit is "not found", as containerd expects.
+    let again = c.ctr(&["task", "kill", "d1"]);
+    assert!(
+        !again.success() && again.stderr.contains("not found"),
+        "{again}"
+    );
+    let rm = c.ctr(&["task", "rm", "d1"]);
+    assert!(rm.success(), "{rm}");
+    assert!(rm.stderr.contains("exit code 42"), "{rm}");
+    assert!(c.ctr(&["containers", "rm", "d1"]).success());
+}
+
+/// `ctr run -t` on a terminal: the container gets a pty with the client's window size.
+fn terminal(c: &Containerd, shim: Shim) {
+    let flags = c.runtime_flags(shim);
+    let mut args: Vec<&str> = vec!["run", "-t", "--rm"];
+    args.extend(flags.iter().map(String::as_str));
+    args.extend([
+        husk_integration::image::IMAGE,
+        "tty1",
+        "sh",
+        "-c",
+        // ctr sends ResizePty right after Start: give it a moment.
+        "sleep 1; tty; stty size; exit 4",
+    ]);
+    let out = pty::run(c.ctr_command(&args), 33, 101, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("pty: {e:#}"));
+    assert_eq!(out.code, 4, "code {}: {:?}", out.code, out.text);
+    assert!(out.text.contains("/dev/pts/"), "{}", out.text);
+    assert!(out.text.contains("33 101"), "{}", out.text);
+}
+
+/// containerd restarts; the task keeps running and is managed again; an exit while
+/// containerd is down is reported when it is back.
+fn survives_restart(c: &mut Containerd, shim: Shim) {
+    let out = c.run(shim, &["-d"], "r1", &["sh", "-c", LOOP]);
+    assert!(out.success(), "{out}");
+    assert!(c.wait_status("r1", "RUNNING", T));
+    let (_, pid) = c.task("r1").unwrap_or_default();
+    assert!(pid > 0);
+
+    c.restart().unwrap_or_else(|e| panic!("restart: {e:#}"));
+    assert_eq!(c.task("r1"), Some(("RUNNING".into(), pid)), "after restart");
+    let fifo = c.fifo_dir();
+    let out = c.ctr(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &fifo,
+        "--exec-id",
+        "e2",
+        "r1",
+        "echo",
+        "after-restart",
+    ]);
+    assert!(
+        out.success() && out.stdout.contains("after-restart"),
+        "{out}"
+    );
+
+    // Stop containerd, end the container behind its back, bring containerd back.
+    c.stop();
+    // SAFETY: plain syscall; `pid` is the container's init, which this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(500));
+    let log_before = c.log().len();
+    c.restart().unwrap_or_else(|e| panic!("restart: {e:#}"));
+    assert!(
+        c.wait_status("r1", "STOPPED", T),
+        "{}",
+        c.ctr(&["task", "ls"])
+    );
+    if shim != Shim::RuncV2 {
+        // The TaskExit queued while containerd was away is delivered when it is back.
+        let deadline = std::time::Instant::now() + T;
+        loop {
+            let log = c.log();
+            let after = log.get(log_before..).unwrap_or("");
+            if after.contains("topic=/tasks/exit") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no /tasks/exit forwarded after the restart:\n{after}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let rm = c.ctr(&["task", "rm", "r1"]);
+    assert!(rm.success() && rm.stderr.contains("exit code 42"), "{rm}");
+    assert!(c.ctr(&["containers", "rm", "r1"]).success());
+}
+
+#[test]
+fn husk_shim_runs_execs_and_manages_tasks() {
+    require_containerd!();
+    let c = start();
+    run_attached(&c, Shim::Husk);
+    detached_lifecycle(&c, Shim::Husk);
+    terminal(&c, Shim::Husk);
+}
+
+#[test]
+fn husk_shim_survives_containerd_restart() {
+    require_containerd!();
+    let mut c = start();
+    survives_restart(&mut c, Shim::Husk);
+    // Every shim exits once its containers are deleted.
+    let deadline = std::time::Instant::now() + T;
+    while !c.shim_pids().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(c.shim_pids().is_empty(), "shims left: {:?}", c.shim_pids());
+}
+
+#[test]
+fn husk_shim_killed_is_cleaned_up() {
+    require_containerd!();
+    let c = start();
+    let out = c.run(Shim::Husk, &["-d"], "k1", &["sh", "-c", LOOP]);
+    assert!(out.success(), "{out}");
+    assert!(c.wait_status("k1", "RUNNING", T));
+    let (_, pid) = c.task("k1").unwrap_or_default();
+    for shim in c.shim_pids() {
+        // SAFETY: plain syscall on the shim this test's containerd started.
+        unsafe { libc::kill(shim, libc::SIGKILL) };
+    }
+    // containerd sees the shim go, runs `containerd-shim-husk-v2 delete`, which force-deletes
+    // the container through husk.
+    let deadline = std::time::Instant::now() + T;
+    while husk_tests::host::alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !husk_tests::host::alive(pid),
+        "container init {pid} survived its shim"
+    );
+    let ls = c.ctr(&["task", "ls"]);
+    assert!(!ls.stdout.contains("RUNNING"), "{ls}");
+    let _ = c.ctr(&["task", "rm", "k1"]);
+    assert!(c.ctr(&["containers", "rm", "k1"]).success());
+}
+
+#[test]
+fn husk_shim_with_binaryname_runc() {
+    require_containerd!();
+    if husk_tests::which("runc").is_none() {
+        eprintln!("SKIPPED husk_shim_with_binaryname_runc: runc not installed");
+        return;
+    }
+    let mut c = start();
+    run_attached(&c, Shim::HuskWithRunc);
+    detached_lifecycle(&c, Shim::HuskWithRunc);
+    terminal(&c, Shim::HuskWithRunc);
+    survives_restart(&mut c, Shim::HuskWithRunc);
+}
+
+/// Command lines containerd-shim-runc-v2 ran, with the test's paths replaced by
+/// placeholders so they compare across runs.
+fn normalized_argv(c: &Containerd) -> Vec<String> {
+    let state = c
+        .dir
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&c.namespace);
+    let mut lines: Vec<String> = c
+        .runc_argv()
+        .lines()
+        .map(|l| {
+            let l = l
+                .replace(&state.to_string_lossy().into_owned(), "$STATE")
+                .replace(&c.dir.to_string_lossy().into_owned(), "$TMP")
+                .replace(&c.namespace, "$NS");
+            l.split(' ')
+                .map(|w| {
+                    if w.starts_with("/tmp/runc-process") {
+                        "$PROCESS_JSON".to_string()
+                    } else if w.starts_with("/tmp/pty") && w.ends_with("pty.sock") {
+                        "$CONSOLE_SOCKET".to_string()
+                    } else {
+                        w.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    lines.dedup();
+    lines
+}
+
+#[test]
+fn runc_v2_shim_with_binaryname_husk() {
+    require_containerd!();
+    let mut c = start();
+    run_attached(&c, Shim::RuncV2);
+    detached_lifecycle(&c, Shim::RuncV2);
+    terminal(&c, Shim::RuncV2);
+    survives_restart(&mut c, Shim::RuncV2);
+
+    let argv = normalized_argv(&c);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/runc-v2-husk-argv.txt");
+    if std::env::var_os("HUSK_UPDATE_FIXTURES").is_some() {
+        let mut text = String::from(
+            "# Command lines containerd 1.6's containerd-shim-runc-v2 ran with BinaryName = husk\n\
+             # (recorded by integration/tests/containerd.rs, HUSK_UPDATE_FIXTURES=1).\n",
+        );
+        for l in &argv {
+            text.push_str(l);
+            text.push('\n');
+        }
+        std::fs::write(&fixture, text).unwrap_or_else(|e| panic!("writing fixture: {e}"));
+    }
+    // Every runtime command the shim issues must have been exercised, with go-runc's
+    // global flags.
+    for cmd in [
+        "create", "start", "exec", "kill", "delete", "pause", "resume", "ps",
+    ] {
+        assert!(
+            argv.iter()
+                .any(|l| l.split(' ').any(|w| w == cmd) && l.contains("--log-format json")),
+            "no `{cmd}` among the recorded command lines:\n{}",
+            argv.join("\n")
+        );
+    }
+}
