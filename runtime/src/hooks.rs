@@ -150,10 +150,23 @@ pub enum HookFailure {
     },
 }
 
-/// Runs each hook in order with `state_json` on stdin; the first failure stops the list.
+/// Runs each hook in order with `state_json` on stdin, in the caller's working directory; the
+/// first failure stops the list.
 pub fn run(kind: HookKind, hooks: &[Hook], state_json: &str) -> Result<(), HookError> {
+    run_in(kind, hooks, state_json, None)
+}
+
+/// [`run`], each hook started in `cwd` when given. runc runs its create-time hooks in the
+/// bundle directory (it chdirs there first) and createContainer hooks in the rootfs; hooks
+/// written for runc may open `config.json` by its relative name.
+pub fn run_in(
+    kind: HookKind,
+    hooks: &[Hook],
+    state_json: &str,
+    cwd: Option<&Path>,
+) -> Result<(), HookError> {
     for (index, hook) in hooks.iter().enumerate() {
-        run_one(hook, state_json.as_bytes()).map_err(|failure| HookError {
+        run_one(hook, state_json.as_bytes(), cwd).map_err(|failure| HookError {
             kind,
             index,
             path: hook.path().clone(),
@@ -171,10 +184,12 @@ struct ExecArgs {
     _envp: Vec<CString>,
     argv_ptrs: Vec<*const c_char>,
     envp_ptrs: Vec<*const c_char>,
+    /// The directory to start the hook in; None keeps the caller's.
+    cwd: Option<CString>,
 }
 
 impl ExecArgs {
-    fn new(hook: &Hook) -> Result<Self, HookFailure> {
+    fn new(hook: &Hook, cwd: Option<&Path>) -> Result<Self, HookFailure> {
         let path = hook.path();
         let cstring = |what: &str, s: &[u8]| {
             CString::new(s).map_err(|_| HookFailure::Invalid {
@@ -208,12 +223,16 @@ impl ExecArgs {
             .map(|e| e.as_ptr())
             .chain(std::iter::once(std::ptr::null()))
             .collect();
+        let cwd = cwd
+            .map(|c| cstring("cwd", c.as_os_str().as_encoded_bytes()))
+            .transpose()?;
         Ok(ExecArgs {
             path: c_path,
             _argv: argv,
             _envp: envp,
             argv_ptrs,
             envp_ptrs,
+            cwd,
         })
     }
 }
@@ -265,7 +284,7 @@ fn setup_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(Errno) -> Hook
     }
 }
 
-fn run_one(hook: &Hook, state: &[u8]) -> Result<(), HookFailure> {
+fn run_one(hook: &Hook, state: &[u8], cwd: Option<&Path>) -> Result<(), HookFailure> {
     let path = hook.path();
     let timeout = match hook.timeout() {
         Some(t) if t <= 0 => {
@@ -277,7 +296,7 @@ fn run_one(hook: &Hook, state: &[u8]) -> Result<(), HookFailure> {
         Some(t) => Some(Duration::from_secs(t.unsigned_abs())),
         None => None,
     };
-    let exec = ExecArgs::new(hook)?;
+    let exec = ExecArgs::new(hook, cwd)?;
 
     // stdin is a pipe filled with the whole state before the hook starts, then closed on our
     // side: no writer loop, no SIGPIPE if the hook never reads it, and the hook sees EOF.
@@ -385,6 +404,11 @@ fn exec_child(exec: &ExecArgs, stdio: [RawFd; 3], report: RawFd) -> ! {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        if let Some(dir) = &exec.cwd {
+            if libc::chdir(dir.as_ptr()) < 0 {
+                child_fail(report);
+            }
+        }
 
         libc::execve(
             exec.path.as_ptr(),

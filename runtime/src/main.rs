@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use husk::commands::{
-    self, create::CreateOpts, exec::ExecOpts, list::ListFormat, ps::PsFormat, update::UpdateOpts,
-    Global,
+    self, checkpoint::CriuOpts, create::CreateOpts, events::EventsOpts, exec::ExecOpts,
+    list::ListFormat, ps::PsFormat, restore::RestoreOpts, update::UpdateOpts, Global,
 };
 use husk::logging::{self, LogFormat};
 
@@ -92,6 +92,7 @@ impl CreateArgs {
             no_pivot: self.no_pivot,
             no_new_keyring: self.no_new_keyring,
             preserve_fds: i32::try_from(self.preserve_fds).unwrap_or(i32::MAX - 3),
+            console_fd: None,
         }
     }
 }
@@ -131,8 +132,8 @@ enum Command {
         all: bool,
         /// Container id.
         id: String,
-        /// Signal name or number.
-        #[arg(default_value = "SIGTERM")]
+        /// Signal name or number (`-9` is taken as a signal, not a flag).
+        #[arg(default_value = "SIGTERM", allow_hyphen_values = true)]
         signal: String,
     },
     /// Delete a container.
@@ -189,6 +190,119 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
+    /// Print container statistics and OOM notifications as JSON events.
+    Events {
+        /// Print one stats event and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats events (a Go duration: 5s, 500ms, 1m).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        /// Container id.
+        id: String,
+    },
+    /// Checkpoint a running container with criu.
+    Checkpoint {
+        #[command(flatten)]
+        criu: CriuArgs,
+        /// Keep the container running after the checkpoint.
+        #[arg(long = "leave-running")]
+        leave_running: bool,
+        /// Dump only memory, for a later dump with --parent-path.
+        #[arg(long = "pre-dump")]
+        pre_dump: bool,
+        /// Images of a previous pre-dump, relative to --image-path.
+        #[arg(long = "parent-path")]
+        parent_path: Option<PathBuf>,
+        /// Send pages to a criu page server at ADDRESS:PORT.
+        #[arg(long = "page-server")]
+        page_server: Option<String>,
+        /// Container id.
+        id: String,
+    },
+    /// Restore a container from a criu checkpoint.
+    Restore {
+        #[command(flatten)]
+        criu: CriuArgs,
+        /// Path to the bundle directory.
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// Return once the container runs.
+        #[arg(short, long)]
+        detach: bool,
+        /// File to write the restored init's pid to.
+        #[arg(long = "pid-file")]
+        pid_file: Option<PathBuf>,
+        /// Unix socket that receives the pty master (refused: terminals are not restored).
+        #[arg(long = "console-socket")]
+        console_socket: Option<PathBuf>,
+        /// Accepted for runc compatibility.
+        #[arg(long = "no-pivot")]
+        no_pivot: bool,
+        /// Accepted for runc compatibility (also as -no-subreaper).
+        #[arg(long = "no-subreaper")]
+        no_subreaper: bool,
+        /// Container id.
+        id: String,
+    },
+}
+
+/// Flags `checkpoint` and `restore` share, as runc (and containerd's go-runc) spell them.
+#[derive(clap::Args, Debug, Clone)]
+struct CriuArgs {
+    /// Directory for the criu images (default: ./checkpoint).
+    #[arg(long = "image-path")]
+    image_path: Option<PathBuf>,
+    /// Directory for criu's logs and work files (default: the image path).
+    #[arg(long = "work-path")]
+    work_path: Option<PathBuf>,
+    /// Allow open TCP connections.
+    #[arg(long = "tcp-established")]
+    tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long = "ext-unix-sk")]
+    ext_unix_sk: bool,
+    /// Allow a shell job (a terminal).
+    #[arg(long = "shell-job")]
+    shell_job: bool,
+    /// Handle file locks.
+    #[arg(long = "file-locks")]
+    file_locks: bool,
+    /// Cgroup mode: soft, full, strict or ignore.
+    #[arg(long = "manage-cgroups-mode")]
+    manage_cgroups_mode: Option<String>,
+    /// Namespaces to leave empty (criu: only network).
+    #[arg(long = "empty-ns")]
+    empty_ns: Vec<String>,
+    /// A descriptor criu writes \0 to when ready (lazy pages).
+    #[arg(long = "status-fd")]
+    status_fd: Option<i32>,
+    /// Restore memory lazily through userfaultfd.
+    #[arg(long = "lazy-pages")]
+    lazy_pages: bool,
+    /// Deduplicate images with their parent.
+    #[arg(long = "auto-dedup")]
+    auto_dedup: bool,
+}
+
+impl CriuArgs {
+    fn opts(&self, criu: Option<PathBuf>) -> CriuOpts {
+        CriuOpts {
+            image_path: self.image_path.clone(),
+            work_path: self.work_path.clone(),
+            tcp_established: self.tcp_established,
+            ext_unix_sk: self.ext_unix_sk,
+            shell_job: self.shell_job,
+            file_locks: self.file_locks,
+            manage_cgroups_mode: self.manage_cgroups_mode.clone(),
+            empty_ns: self.empty_ns.clone(),
+            status_fd: self.status_fd,
+            lazy_pages: self.lazy_pages,
+            auto_dedup: self.auto_dedup,
+            criu,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -277,6 +391,9 @@ struct ExecArgs {
     /// Return once the process runs.
     #[arg(short, long)]
     detach: bool,
+    /// Exec even into a paused container (the process starts frozen).
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
     /// Pass N more file descriptors to the process.
     #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: u32,
@@ -293,8 +410,24 @@ struct ExecArgs {
     command: Vec<String>,
 }
 
+/// Go's flag syntax lets runc take a long flag with one dash; containerd's go-runc passes
+/// `restore ... -no-subreaper`. Only that spelling is rewritten, and only for `restore` and
+/// `run`, which take no command arguments that it could clash with.
+fn go_style_args(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = args.collect();
+    let sub = out.iter().position(|a| a == "restore" || a == "run");
+    if let Some(i) = sub {
+        for a in out.iter_mut().skip(i + 1) {
+            if a == "-no-subreaper" {
+                *a = "--no-subreaper".into();
+            }
+        }
+    }
+    out
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(go_style_args(std::env::args_os()));
     let Some(command) = cli.command else {
         if cli.version {
             println!("{VERSION}");
@@ -308,19 +441,53 @@ fn main() -> ExitCode {
         root: cli.root.clone(),
         systemd_cgroup: cli.systemd_cgroup,
         rootless: cli.rootless.clone(),
+        criu: cli.criu.clone(),
     };
+    // runc exits 255 when exec itself fails, so a caller can tell that from the process's
+    // own exit code (which `exec` returns).
+    let failure = if matches!(command, Command::Exec(_)) {
+        ExitCode::from(255)
+    } else {
+        ExitCode::FAILURE
+    };
+    let is_exec = matches!(command, Command::Exec(_));
     match dispatch(&global, command) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = if is_exec {
+                format!("exec failed: {}", one_line(&e))
+            } else {
+                one_line(&e)
+            };
             logging::error(&msg);
             // With --log the line went to the file; the caller's terminal still gets the reason.
             if logging::has_log_file() {
                 eprintln!("{msg}");
             }
-            ExitCode::FAILURE
+            failure
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: many error types already print
+/// their source, and anyhow's `{:#}` would repeat it.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn dispatch(g: &Global, command: Command) -> anyhow::Result<i32> {
@@ -357,6 +524,7 @@ fn dispatch(g: &Global, command: Command) -> anyhow::Result<i32> {
                 apparmor: a.apparmor,
                 process_label: a.process_label,
                 pidfd_socket: a.pidfd_socket,
+                ignore_paused: a.ignore_paused,
             };
             commands::exec::exec(g, &a.id, &opts)
         }
@@ -385,5 +553,54 @@ fn dispatch(g: &Global, command: Command) -> anyhow::Result<i32> {
             id,
             ps_args,
         } => commands::ps::ps(g, &id, format, &ps_args).map(|_| 0),
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            let opts = EventsOpts {
+                stats,
+                interval: commands::events::parse_duration(&interval)?,
+            };
+            commands::events::events(g, &id, &opts).map(|_| 0)
+        }
+        Command::Checkpoint {
+            criu,
+            leave_running,
+            pre_dump,
+            parent_path,
+            page_server,
+            id,
+        } => {
+            let opts = CriuOpts {
+                leave_running,
+                pre_dump,
+                parent_path,
+                page_server,
+                ..criu.opts(g.criu.clone())
+            };
+            commands::checkpoint::checkpoint(g, &id, &opts).map(|_| 0)
+        }
+        Command::Restore {
+            criu,
+            bundle,
+            detach,
+            pid_file,
+            console_socket,
+            no_pivot,
+            no_subreaper,
+            id,
+        } => {
+            let opts = RestoreOpts {
+                criu: criu.opts(g.criu.clone()),
+                bundle,
+                detach,
+                pid_file,
+                console_socket,
+                no_pivot,
+                no_subreaper,
+            };
+            commands::restore::restore(g, &id, &opts)
+        }
     }
 }

@@ -70,6 +70,30 @@ pub fn validate(namespaces: &[LinuxNamespace]) -> Result<(), NamespaceError> {
     Ok(())
 }
 
+/// runc's rule: a new user namespace needs uid and gid mappings (a joined one has its own).
+/// Mappings without a user namespace are ignored, as runc ignores them.
+pub fn validate_id_mappings(
+    namespaces: &[LinuxNamespace],
+    uid_maps: &[LinuxIdMapping],
+    gid_maps: &[LinuxIdMapping],
+) -> Result<(), NamespaceError> {
+    let new_user = namespaces.iter().any(|n| {
+        n.typ() == LinuxNamespaceType::User
+            && n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
+    });
+    if new_user && uid_maps.is_empty() {
+        return Err(NamespaceError::Invalid(
+            "User namespaces enabled, but no uid mappings found.".into(),
+        ));
+    }
+    if new_user && gid_maps.is_empty() {
+        return Err(NamespaceError::Invalid(
+            "User namespaces enabled, but no gid mappings found.".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The namespace plan for one container.
 #[derive(Debug)]
 pub struct Plan {
@@ -260,6 +284,29 @@ mod tests {
             .expect("ns")];
         let err = plan(&list).expect_err("missing");
         assert!(err.to_string().contains("/nonexistent/ns/net"));
+    }
+
+    #[test]
+    fn new_user_namespace_needs_maps() {
+        let m = LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(100_000u32)
+            .size(1u32)
+            .build()
+            .expect("map");
+        let user = vec![ns(LinuxNamespaceType::User)];
+        let err = validate_id_mappings(&user, &[], &[]).expect_err("no maps");
+        assert!(err.to_string().contains("no uid mappings"), "{err}");
+        let err = validate_id_mappings(&user, &[m], &[]).expect_err("no gid maps");
+        assert!(err.to_string().contains("no gid mappings"), "{err}");
+        validate_id_mappings(&user, &[m], &[m]).expect("both maps");
+        let joined = vec![LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::User)
+            .path("/proc/1/ns/user")
+            .build()
+            .expect("ns")];
+        validate_id_mappings(&joined, &[], &[]).expect("a joined user ns has its maps");
+        validate_id_mappings(&[], &[m], &[]).expect("maps without a user ns are ignored");
     }
 
     #[test]

@@ -336,8 +336,13 @@ impl ContainerCgroup {
 fn prepare(resources: &LinuxResources) -> LinuxResources {
     let mut r = resources.clone();
     if let Some(mut memory) = *r.memory() {
-        // runc ignores the deprecated kernel memory limit; libcgroups would write it.
+        // runc ignores the deprecated kernel memory limits, saying so; libcgroups would write
+        // them (kernels since 5.16 refuse or ignore memory.kmem.*).
+        if memory.kernel().is_some() || memory.kernel_tcp().is_some() {
+            crate::logging::warn("Kernel memory settings are ignored and will be removed");
+        }
         memory.set_kernel(None);
+        memory.set_kernel_tcp(None);
         r.set_memory(Some(memory));
     }
     if let Some(devices) = r.devices_mut() {

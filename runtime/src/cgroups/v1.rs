@@ -32,8 +32,9 @@
 //! - Devices: libcgroups writes the spec's rules and then runc's default allow list
 //!   (AllowedDevices in runc's specconv): `c *:* m`, `b *:* m`, /dev/null, zero, full, tty,
 //!   random, urandom, console (5:1), ptmx (5:2), pts (136:*) and net/tun (10:200), all `rwm`.
-//!   A deny-all spec therefore still gets those, as under runc. husk only normalises a rule
-//!   without `access` to `rwm`, the way runc reads it.
+//!   A deny-all spec therefore still gets those, as under runc, except the host console: runc
+//!   dropped 5:1 from its list, so husk revokes what of it the spec itself does not grant.
+//!   husk also normalises a rule without `access` to `rwm`, the way runc reads it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,7 +43,10 @@ use libcgroups::common::{CgroupManager, ControllerOpt, FreezerState};
 use libcgroups::v1::manager::{Manager, V1ManagerError};
 use libcgroups::v1::ControllerType;
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxBlockIo, LinuxHugepageLimit, LinuxNetwork, LinuxResources};
+use oci_spec::runtime::{
+    LinuxBlockIo, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit, LinuxNetwork,
+    LinuxResources,
+};
 
 use super::{fs, CgroupError, Stats};
 
@@ -216,6 +220,7 @@ impl V1 {
         if let Err(e) = manager.apply(&opt) {
             return Err(self.apply_error(rel, &resources, e));
         }
+        self.revoke_console(rel, resources.devices().as_deref().unwrap_or_default())?;
         if let Some(blkio) = resources.block_io() {
             self.apply_blkio_extras(rel, blkio)?;
         }
@@ -224,6 +229,30 @@ impl V1 {
         }
         if !hugepages.is_empty() && !v1_hugetlb {
             self.apply_hugetlb_unified(rel, &hugepages)?;
+        }
+        Ok(())
+    }
+
+    /// libcgroups' default allow list grants `c 5:1 rwm`, the host's /dev/console; runc
+    /// removed it from its list (runc 1.0, commit 60e21ec2) because a container must not
+    /// reach the host console. Take back whatever the spec's own rules do not grant.
+    fn revoke_console(&self, rel: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
+        let Some(h) = self.with(ControllerType::Devices) else {
+            return Ok(());
+        };
+        let granted = console_access(rules);
+        if granted == "rwm" {
+            return Ok(());
+        }
+        let dir = fs::join(&h.mount, rel);
+        // Drop the entry whole, then give back what the spec granted: removing only part of
+        // it would leave a `c 5:1 m` line runc's list does not have.
+        fs::write_file(&dir.join("devices.deny"), &format!("c {CONSOLE} rwm"))?;
+        if !granted.is_empty() {
+            fs::write_file(
+                &dir.join("devices.allow"),
+                &format!("c {CONSOLE} {granted}"),
+            )?;
         }
         Ok(())
     }
@@ -544,6 +573,41 @@ fn valid_page_size(size: &str) -> bool {
     digits.parse::<u64>().is_ok_and(u64::is_power_of_two) && matches!(unit, "KB" | "MB" | "GB")
 }
 
+/// The host console's device number, major:minor.
+const CONSOLE: &str = "5:1";
+
+/// The access to /dev/console (c 5:1) that the spec's device rules alone leave, replayed in
+/// order as the kernel does from a cgroup that inherits allow-all: "rwm", a subset, or "".
+fn console_access(rules: &[LinuxDeviceCgroup]) -> String {
+    let mut access: Vec<char> = vec!['r', 'w', 'm'];
+    for rule in rules {
+        let typ_matches = matches!(
+            rule.typ().unwrap_or(LinuxDeviceType::A),
+            LinuxDeviceType::A | LinuxDeviceType::C
+        );
+        // A negative or absent number is the wildcard.
+        let major_matches = rule.major().is_none_or(|m| m < 0 || m == 5);
+        let minor_matches = rule.minor().is_none_or(|m| m < 0 || m == 1);
+        if !(typ_matches && major_matches && minor_matches) {
+            continue;
+        }
+        let bits = rule.access().clone().unwrap_or_else(|| "rwm".to_string());
+        if rule.allow() {
+            for c in ['r', 'w', 'm'] {
+                if bits.contains(c) && !access.contains(&c) {
+                    access.push(c);
+                }
+            }
+        } else {
+            access.retain(|c| !bits.contains(*c));
+        }
+    }
+    ['r', 'w', 'm']
+        .iter()
+        .filter(|c| access.contains(c))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,5 +620,43 @@ mod tests {
         assert!(!valid_page_size("2M"));
         assert!(!valid_page_size("MB"));
         assert!(!valid_page_size("2MB/../x"));
+    }
+
+    fn rule(
+        allow: bool,
+        typ: Option<LinuxDeviceType>,
+        major: Option<i64>,
+        minor: Option<i64>,
+        access: &str,
+    ) -> LinuxDeviceCgroup {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(allow);
+        r.set_typ(typ);
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_string()));
+        r
+    }
+
+    #[test]
+    fn console_access_replays_the_spec_rules() {
+        // No rules: the inherited allow-all stands.
+        assert_eq!(console_access(&[]), "rwm");
+        // runc spec's deny-all, then other devices: nothing for the console.
+        let deny_all = rule(false, None, None, None, "rwm");
+        let null = rule(true, Some(LinuxDeviceType::C), Some(1), Some(3), "rwm");
+        assert_eq!(console_access(&[deny_all.clone(), null]), "");
+        // Explicitly granted, fully or in part, or through a wildcard.
+        let console_r = rule(true, Some(LinuxDeviceType::C), Some(5), Some(1), "r");
+        assert_eq!(console_access(&[deny_all.clone(), console_r]), "r");
+        let all_c5 = rule(true, Some(LinuxDeviceType::C), Some(5), Some(-1), "rw");
+        assert_eq!(console_access(&[deny_all.clone(), all_c5]), "rw");
+        let privileged = rule(true, None, None, None, "rwm");
+        assert_eq!(console_access(&[deny_all, privileged]), "rwm");
+        // Block devices 5:1 are another device.
+        let block = rule(false, Some(LinuxDeviceType::B), Some(5), Some(1), "rwm");
+        assert_eq!(console_access(&[block]), "rwm");
+        let deny_w = rule(false, Some(LinuxDeviceType::C), Some(5), Some(1), "w");
+        assert_eq!(console_access(&[deny_w]), "rm");
     }
 }

@@ -34,6 +34,9 @@ pub struct CreateOpts {
     pub no_new_keyring: bool,
     /// Pass fds 3..3+N to the container.
     pub preserve_fds: i32,
+    /// A console socket already connected, instead of --console-socket: `run -t` keeps the
+    /// other end to receive the pty master and proxy the caller's terminal.
+    pub console_fd: Option<std::os::fd::RawFd>,
 }
 
 /// What `create` made, for `run` to continue with.
@@ -51,7 +54,7 @@ pub fn create(g: &Global, id: &str, opts: &CreateOpts) -> Result<Created> {
         .as_ref()
         .ok_or_else(|| anyhow!("process must be set"))?;
     let terminal = process.terminal().unwrap_or(false);
-    if terminal && opts.console_socket.is_none() {
+    if terminal && opts.console_socket.is_none() && opts.console_fd.is_none() {
         bail!("cannot allocate tty if runc will detach without setting console socket");
     }
     if !terminal && opts.console_socket.is_some() {
@@ -64,6 +67,14 @@ pub fn create(g: &Global, id: &str, opts: &CreateOpts) -> Result<Created> {
     let plan = namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?;
     if !plan.has(oci_spec::runtime::LinuxNamespaceType::Mount) {
         bail!("a mount namespace is required (linux.namespaces has no \"mount\")");
+    }
+    // Personality flags are ignored, as runc ignores them; say so, as runc does.
+    if let Some(warning) = linux
+        .personality()
+        .as_ref()
+        .and_then(crate::process::personality::ignored_flags_warning)
+    {
+        crate::logging::warn(&warning);
     }
 
     let mut dir = g.store().create(id)?;
@@ -115,7 +126,7 @@ pub fn create(g: &Global, id: &str, opts: &CreateOpts) -> Result<Created> {
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
         fifo_fd: fifo.as_raw_fd(),
-        console_socket: console.as_ref().map(|c| c.as_raw_fd()),
+        console_socket: console.as_ref().map(|c| c.as_raw_fd()).or(opts.console_fd),
         lock_fd: Some(dir.lock_fd()),
     };
     let mut steps = Steps {
@@ -192,7 +203,9 @@ impl MainSteps for Steps<'_> {
                 (HookKind::CreateRuntime, h.create_runtime()),
             ] {
                 if let Some(list) = list {
-                    hooks::run(kind, list, &json).map_err(|e| e.to_string())?;
+                    // In the bundle directory, as runc runs them.
+                    hooks::run_in(kind, list, &json, Some(&self.state.bundle))
+                        .map_err(|e| e.to_string())?;
                 }
             }
         }

@@ -9,10 +9,14 @@ use super::Global;
 use crate::cgroups::ContainerCgroup;
 use crate::container::Status;
 
-/// Parses a signal like runc: a number, or a name with or without SIG, in any case.
+/// Parses a signal like runc: a number, or a name with or without SIG, in any case. 0 is
+/// kill(2)'s existence check and the empty string means SIGTERM, as in runc.
 pub fn parse_signal(raw: &str) -> Result<i32> {
+    if raw.is_empty() {
+        return Ok(libc::SIGTERM);
+    }
     if let Ok(n) = raw.parse::<i32>() {
-        if n <= 0 || n > libc::SIGRTMAX() {
+        if n < 0 || n > libc::SIGRTMAX() {
             bail!("invalid signal {raw:?}");
         }
         return Ok(n);
@@ -85,7 +89,8 @@ mod tests {
         assert_eq!(parse_signal("SIGTERM").expect("sig name"), 15);
         assert_eq!(parse_signal("hup").expect("lower"), 1);
         assert!(parse_signal("NOPE").is_err());
-        assert!(parse_signal("0").is_err());
+        assert_eq!(parse_signal("0").expect("existence check"), 0);
+        assert_eq!(parse_signal("").expect("default"), libc::SIGTERM);
         assert!(parse_signal("-1").is_err());
     }
 }

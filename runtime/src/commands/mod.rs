@@ -1,13 +1,16 @@
 //! One module per runc command; each is "open the container, act, report", with anyhow context.
 
+pub mod checkpoint;
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod exec;
 pub mod features;
 pub mod kill;
 pub mod list;
 pub mod pause;
 pub mod ps;
+pub mod restore;
 pub mod run;
 pub mod spec;
 pub mod start;
@@ -27,6 +30,8 @@ pub struct Global {
     pub systemd_cgroup: bool,
     /// --rootless (true, false or auto).
     pub rootless: Option<String>,
+    /// --criu: the criu binary for checkpoint/restore (default: criu from PATH).
+    pub criu: Option<PathBuf>,
 }
 
 impl Global {

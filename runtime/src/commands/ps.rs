@@ -25,10 +25,12 @@ pub fn ps(g: &Global, id: &str, format: PsFormat, ps_args: &[String]) -> Result<
         println!("{}", serde_json::to_string(&pids)?);
         return Ok(());
     }
-    let args: Vec<String> = if ps_args.is_empty() {
+    // containerd's Top passes its options as one argument, which may be empty.
+    let given: Vec<String> = ps_args.iter().filter(|a| !a.is_empty()).cloned().collect();
+    let args: Vec<String> = if given.is_empty() {
         vec!["-ef".into()]
     } else {
-        ps_args.to_vec()
+        given
     };
     let out = std::process::Command::new("ps")
         .args(&args)

@@ -8,6 +8,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 
 use super::Global;
+use crate::cgroups::ContainerCgroup;
 use crate::container::Status;
 use crate::hooks::{self, HookKind};
 
@@ -43,13 +44,17 @@ pub fn start(g: &Global, id: &str) -> Result<()> {
             Err(e) => return Err(e).context("wait on exec fifo"),
         }
     }
-    let mut buf = [0u8; 1];
+    // The init answers after its startContainer hooks: "0" to go on, or "1" and why not,
+    // in one atomic write of at most PIPE_BUF bytes.
+    let mut buf = [0u8; libc::PIPE_BUF];
     let n = nix::unistd::read(&fd, &mut buf).context("read exec fifo")?;
-    if n == 0 {
-        bail!("container init exited before start");
-    }
     std::fs::remove_file(&fifo).with_context(|| format!("remove {}", fifo.display()))?;
-    // poststart failures are warnings: the container is running whatever they say.
+    match buf[..n].split_first() {
+        None => bail!("container init exited before start"),
+        Some((b'0', _)) => {}
+        // The init exits after saying why: the container is stopped.
+        Some((_, why)) => bail!("{}", String::from_utf8_lossy(why)),
+    }
     let spec = crate::spec::parse(&std::fs::read(dir.config_path())?).ok();
     if let Some(list) = spec
         .as_ref()
@@ -57,9 +62,24 @@ pub fn start(g: &Global, id: &str) -> Result<()> {
         .and_then(|h| h.poststart().as_ref())
     {
         let json = state.hook_json(Status::Running);
-        if let Err(e) = hooks::run(HookKind::Poststart, list, &json) {
-            crate::logging::warn(&format!("poststart hook failed: {e}"));
+        // In the bundle, as runc runs them. A failure fails `start` and stops the container
+        // (runtime-spec since PR #1262; runc has always killed it); delete cleans up.
+        if let Err(e) = hooks::run_in(HookKind::Poststart, list, &json, Some(&state.bundle)) {
+            stop(&state);
+            return Err(e.into());
         }
     }
     Ok(())
+}
+
+/// Kills every process of a container whose start failed.
+fn stop(state: &crate::container::State) {
+    if state.init_alive() {
+        let _ = super::kill::signal_pid(state.pid, libc::SIGKILL);
+    }
+    // Processes outside the init's pid namespace (a shared or host one) are in the cgroup.
+    if let Ok(cg) = ContainerCgroup::new(Some(&state.cgroup_path), &state.id, state.systemd_cgroup)
+    {
+        let _ = super::kill::signal_all(&cg, libc::SIGKILL);
+    }
 }

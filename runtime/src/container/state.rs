@@ -99,13 +99,70 @@ impl State {
         }
     }
 
-    /// The state document as hooks receive it on stdin (pid kept even while creating).
+    /// The state document as hooks in the runtime namespace receive it on stdin: the init's
+    /// host pid while it lives (even while creating), no pid once stopped (runc omits it too;
+    /// the runtime-spec requires it only for created and running).
     pub fn hook_json(&self, status: Status) -> String {
-        let mut oci = self.to_oci(status);
-        oci.pid = self.pid;
-        serde_json::to_string(&oci).unwrap_or_default()
+        let oci = self.to_oci(status);
+        let pid = (status != Status::Stopped).then_some(self.pid);
+        HookState::new(&oci, pid).to_json()
+    }
+}
+
+/// The state document hooks read on stdin: [`OciState`] with an optional pid.
+#[derive(Serialize)]
+struct HookState<'a> {
+    #[serde(rename = "ociVersion")]
+    oci_version: &'a str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<i32>,
+    status: &'a str,
+    bundle: &'a Path,
+    rootfs: &'a Path,
+    created: &'a str,
+    owner: &'a str,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    annotations: &'a HashMap<String, String>,
+}
+
+impl<'a> HookState<'a> {
+    fn new(oci: &'a OciState, pid: Option<i32>) -> Self {
+        HookState {
+            oci_version: &oci.oci_version,
+            id: &oci.id,
+            pid,
+            status: &oci.status,
+            bundle: &oci.bundle,
+            rootfs: &oci.rootfs,
+            created: &oci.created,
+            owner: &oci.owner,
+            annotations: &oci.annotations,
+        }
     }
 
+    fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The state document for hooks that run in the container's namespaces (createContainer,
+/// startContainer), made from the runtime's: the runtime-spec wants the pid "as seen by the
+/// container" there, which is the calling init's own getpid() (1 in a new pid namespace), and
+/// `status` as runc gives it at that point. Input that does not parse is passed on unchanged.
+pub fn container_hook_json(runtime_json: &str, status: Status) -> String {
+    match serde_json::from_str::<OciState>(runtime_json) {
+        Ok(mut oci) => {
+            oci.status = status.as_str().to_string();
+            // SAFETY: getpid cannot fail.
+            let pid = unsafe { libc::getpid() };
+            HookState::new(&oci, Some(pid)).to_json()
+        }
+        Err(_) => runtime_json.to_string(),
+    }
+}
+
+impl State {
     /// Reads state.json from a container dir.
     pub fn load(path: &Path) -> std::io::Result<State> {
         let data = std::fs::read(path)?;

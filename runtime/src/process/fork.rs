@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::waitpid;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use super::init::{self, InitContext, InitKind};
@@ -38,6 +38,9 @@ pub enum SpawnError {
     /// A prestart or createRuntime hook failed.
     #[error("{0}")]
     Hook(String),
+    /// A child died of a signal without saying why.
+    #[error("{0}")]
+    Died(String),
 }
 
 /// What the main process does at the points of the protocol that are its own.
@@ -73,17 +76,101 @@ pub fn spawn(ctx: &InitContext, steps: &mut dyn MainSteps) -> Result<Pid, SpawnE
     };
     drop(child_end);
     let mut init_pid = None;
-    let result = drive(ctx, steps, &main_end, intermediate, &mut init_pid);
-    if result.is_err() {
+    let mut result = drive(ctx, steps, &main_end, intermediate, &mut init_pid)
+        .map_err(|e| queued_reason(&main_end, e));
+    if let Err(err) = &mut result {
         // Leave no process behind: the init (our child by CLONE_PARENT) and the intermediate.
-        if let Some(pid) = init_pid {
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
+        // One that already died is reaped (never signalled: its pid may be reused), and how it
+        // died explains a channel that just closed.
+        let children = init_pid
+            .map(|p| (p, "init"))
+            .into_iter()
+            .chain([(intermediate, "set-up process")]);
+        // A peer that closed the channel is exiting: give it a moment to become a zombie (its
+        // files close before it does) so its own cause of death is what we see, not our kill.
+        let grace = if peer_vanished(err) {
+            Duration::from_secs(1)
+        } else {
+            Duration::ZERO
+        };
+        for (pid, who) in children {
+            match reap_within(pid, grace) {
+                Ok(WaitStatus::StillAlive) => {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    let _ = waitpid(pid, None);
+                }
+                Ok(WaitStatus::Signaled(_, sig, _)) if peer_vanished(err) => {
+                    *err = SpawnError::Died(death_message(ctx, who, sig));
+                }
+                _ => {}
+            }
         }
-        let _ = kill(intermediate, Signal::SIGKILL);
+    } else {
+        let _ = waitpid(intermediate, None);
     }
-    let _ = waitpid(intermediate, None);
     result
+}
+
+/// waitpid(WNOHANG) until `pid` has exited or `grace` is over.
+fn reap_within(pid: Pid, grace: Duration) -> nix::Result<WaitStatus> {
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        let status = waitpid(pid, Some(WaitPidFlag::WNOHANG))?;
+        if status != WaitStatus::StillAlive || std::time::Instant::now() >= deadline {
+            return Ok(status);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Whether `err` only says that the other end of the channel went away.
+fn peer_vanished(err: &SpawnError) -> bool {
+    matches!(
+        err,
+        SpawnError::Sync(
+            SyncError::Closed(_)
+                | SyncError::Sys {
+                    source: nix::Error::ECONNRESET | nix::Error::EPIPE,
+                    ..
+                }
+        )
+    )
+}
+
+/// "the container's init was killed by SIGKILL before set-up finished", with the likely cause
+/// when the kernel's OOM killer is a suspect (a memory limit below what set-up needs: runc
+/// fails earlier there, writing the limit, because its init is charged before the limit is set).
+fn death_message(ctx: &InitContext, who: &str, sig: Signal) -> String {
+    let limit = ctx
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit());
+    let hint = match limit {
+        Some(n) if sig == Signal::SIGKILL && n > 0 => format!(
+            " (linux.resources.memory.limit {n} is probably too low: the kernel kills a \
+             process that goes over it)"
+        ),
+        _ => String::new(),
+    };
+    format!("the container's {who} was killed by {sig} before set-up finished{hint}")
+}
+
+/// A child that fails sends its reason and exits; main may notice only later, when its own
+/// next step fails because the child is gone (a send hits EPIPE, the intermediate left the
+/// cgroup it was to join). The reason is still queued on the channel: it names the real
+/// problem, so it replaces the symptom.
+fn queued_reason(chan: &Channel, err: SpawnError) -> SpawnError {
+    if matches!(err, SpawnError::Sync(SyncError::Remote(_))) {
+        return err;
+    }
+    // The child wrote its reason before it exited, so it is there already or never comes.
+    match chan.recv("the failure reason", Duration::from_millis(10)) {
+        Err(SyncError::Remote(reason)) => SpawnError::Sync(SyncError::Remote(reason)),
+        _ => err,
+    }
 }
 
 fn drive(
@@ -136,6 +223,10 @@ fn drive(
 fn intermediate(ctx: &InitContext, chan: &Channel) -> Result<Infallible, String> {
     // If create dies, the half-made container must not live on.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("set pdeathsig: {e}"))?;
+    // Non-dumpable before the clone, so the init or exec'd process is born that way (the flag
+    // is inherited): nothing in the container can open /proc/<pid>/exe of husk even in the
+    // moment between clone and its own set-up (CVE-2019-5736).
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("set non-dumpable: {e}"))?;
     // Written before the user namespace exists: lowering it needs CAP_SYS_RESOURCE on the host.
     if let Some(adj) = ctx.process.oom_score_adj() {
         super::oom_score_adj::apply(adj).map_err(|e| e.to_string())?;

@@ -11,6 +11,8 @@ use std::time::Duration;
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use super::sync::{Channel, Msg};
+use crate::container::state::container_hook_json;
+use crate::container::Status;
 use crate::hooks::{self, HookKind};
 use crate::namespaces::Plan;
 use crate::rootfs::{self, RootfsOptions};
@@ -99,8 +101,20 @@ fn setup(ctx: &InitContext, chan: &Channel) -> Result<Infallible, String> {
     };
     let hooks = ctx.spec.hooks().as_ref();
     if let Some(list) = hooks.and_then(|h| h.create_container().as_ref()) {
-        hooks::run(HookKind::CreateContainer, list, &state_json).map_err(|e| e.to_string())?;
+        let json = container_hook_json(&state_json, Status::Creating);
+        // In the rootfs, as runc runs them.
+        hooks::run_in(HookKind::CreateContainer, list, &json, Some(ctx.rootfs))
+            .map_err(|e| e.to_string())?;
     }
+    // Compiled now, and a SCMP_ACT_NOTIFY agent connected while its host path is visible.
+    let mut seccomp = crate::seccomp::prepare(
+        ctx.spec,
+        ctx.process,
+        crate::seccomp::Target::Init {
+            state_json: &state_json,
+        },
+    )
+    .map_err(|e| e.to_string())?;
 
     rootfs::pivot(&opts).map_err(|e| e.to_string())?;
     if let Some(socket) = ctx.console_socket {
@@ -122,23 +136,33 @@ fn setup(ctx: &InitContext, chan: &Channel) -> Result<Infallible, String> {
     if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
         super::personality::apply(p).map_err(|e| e.to_string())?;
     }
-    apply_process(ctx.process, ctx.preserve_fds)?;
+    apply_process(ctx.process, ctx.preserve_fds, &mut seccomp)?;
 
     let env = super::exec::environment(ctx.process);
     let args = ctx.process.args().clone().unwrap_or_default();
     let program = super::exec::find(&args, &env).map_err(|e| e.to_string())?;
+    // With no_new_privs, as late as runc: after the program is found, before the sync channel
+    // closes, so a refused filter still fails `create`.
+    if let Some(filter) = seccomp.take() {
+        filter.install().map_err(|e| e.to_string())?;
+    }
 
     chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
     // From here on nobody listens: errors go to the container's stderr, as runc's do.
     // SAFETY: closing our own copy of the sync socket; nothing else uses it in this process.
     unsafe { libc::close(chan.raw_fd()) };
-    if let Err(e) = wait_for_start(ctx.fifo_fd) {
-        fail(&e);
-    }
-    if let Some(list) = hooks.and_then(|h| h.start_container().as_ref()) {
-        if let Err(e) = hooks::run(HookKind::StartContainer, list, &state_json) {
-            fail(&e.to_string());
+    // `start` waits for the startContainer hooks: their failure is its error (runtime-spec:
+    // "generate an error, stop the container").
+    let start_hooks = hooks.and_then(|h| h.start_container().as_ref());
+    let run_start_hooks = || match start_hooks {
+        Some(list) => {
+            let json = container_hook_json(&state_json, Status::Created);
+            hooks::run(HookKind::StartContainer, list, &json).map_err(|e| e.to_string())
         }
+        None => Ok(()),
+    };
+    if let Err(e) = wait_for_start(ctx.fifo_fd, run_start_hooks) {
+        fail(&e);
     }
     let e = super::exec::exec(&program, &args, &env);
     fail(&e.to_string())
@@ -147,8 +171,12 @@ fn setup(ctx: &InitContext, chan: &Channel) -> Result<Infallible, String> {
 /// An exec'd process: already in the container's namespaces (and so its root) and cgroup.
 fn setup_exec(ctx: &InitContext, chan: &Channel) -> Result<Infallible, String> {
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("set non-dumpable: {e}"))?;
+    let mut seccomp = crate::seccomp::prepare(ctx.spec, ctx.process, crate::seccomp::Target::Exec)
+        .map_err(|e| e.to_string())?;
+    // Its own session, as runc's exec'd processes have: a signal from the caller's terminal
+    // reaches it once, forwarded by `husk exec`, not also through a shared process group.
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     if let Some(socket) = ctx.console_socket {
-        nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
         super::console::setup(socket, ctx.process, false).map_err(|e| e.to_string())?;
     }
     if let Some(p) = ctx
@@ -159,10 +187,13 @@ fn setup_exec(ctx: &InitContext, chan: &Channel) -> Result<Infallible, String> {
     {
         super::personality::apply(p).map_err(|e| e.to_string())?;
     }
-    apply_process(ctx.process, ctx.preserve_fds)?;
+    apply_process(ctx.process, ctx.preserve_fds, &mut seccomp)?;
     let env = super::exec::environment(ctx.process);
     let args = ctx.process.args().clone().unwrap_or_default();
     let program = super::exec::find(&args, &env).map_err(|e| e.to_string())?;
+    if let Some(filter) = seccomp.take() {
+        filter.install().map_err(|e| e.to_string())?;
+    }
     chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
     // SAFETY: closing our own copy of the sync socket; nothing else uses it in this process.
     unsafe { libc::close(chan.raw_fd()) };
@@ -171,8 +202,13 @@ fn setup_exec(ctx: &InitContext, chan: &Channel) -> Result<Infallible, String> {
 }
 
 /// The process attributes, in runc's order: those that need root first, then the user switch
-/// with capabilities kept, then the final capability sets.
-pub fn apply_process(process: &Process, preserve_fds: i32) -> Result<(), String> {
+/// with capabilities kept, then the final capability sets. A seccomp filter that needs
+/// CAP_SYS_ADMIN (no no_new_privs) is installed on the way and taken out of `seccomp`.
+pub fn apply_process(
+    process: &Process,
+    preserve_fds: i32,
+    seccomp: &mut Option<crate::seccomp::Pending>,
+) -> Result<(), String> {
     if let Some(rlimits) = process.rlimits() {
         super::rlimits::apply(rlimits).map_err(|e| e.to_string())?;
     }
@@ -181,6 +217,11 @@ pub fn apply_process(process: &Process, preserve_fds: i32) -> Result<(), String>
     }
     if let Some(p) = process.io_priority() {
         super::ioprio::apply(p).map_err(|e| e.to_string())?;
+    }
+    // Without no_new_privs the kernel wants CAP_SYS_ADMIN for a filter: install it before the
+    // user switch drops it, where runc does (just before finalizeNamespace).
+    if let Some(filter) = seccomp.take_if(|f| f.needs_privilege()) {
+        filter.install().map_err(|e| e.to_string())?;
     }
     close_fds_from(3 + preserve_fds)?;
     let caps = process.capabilities().as_ref();
@@ -216,8 +257,12 @@ fn close_fds_from(first: i32) -> Result<(), String> {
     Ok(())
 }
 
-/// Blocks until `start` opens the exec FIFO for reading, then tells it the init is going on.
-fn wait_for_start(fifo_fd: RawFd) -> Result<(), String> {
+/// Blocks until `start` opens the exec FIFO for reading, runs `before_go` (the startContainer
+/// hooks), then answers `start` with "0" to go on, or "1" and the error, which `start` reports.
+fn wait_for_start(
+    fifo_fd: RawFd,
+    before_go: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
     let path = format!("/proc/self/fd/{fifo_fd}");
     // Opening for write blocks until a reader (`husk start`) opens the other end.
     let fd = nix::fcntl::open(
@@ -226,11 +271,26 @@ fn wait_for_start(fifo_fd: RawFd) -> Result<(), String> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| format!("open exec fifo: {e}"))?;
-    nix::unistd::write(&fd, b"0").map_err(|e| format!("write exec fifo: {e}"))?;
+    let verdict = before_go();
+    let reply = match &verdict {
+        Ok(()) => "0".to_string(),
+        // One write of at most PIPE_BUF bytes is atomic: `start` reads it whole.
+        Err(e) => format!("1{}", truncate_on_char(e, libc::PIPE_BUF - 1)),
+    };
+    nix::unistd::write(&fd, reply.as_bytes()).map_err(|e| format!("write exec fifo: {e}"))?;
     drop(fd);
     // SAFETY: the O_PATH fd is ours and no longer needed.
     unsafe { libc::close(fifo_fd) };
-    Ok(())
+    verdict
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate_on_char(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Reports a failure after `create` has gone: on the container's stderr, then exit 1.

@@ -15,4 +15,5 @@ pub mod rlimits;
 pub mod scheduler;
 pub mod sync;
 pub mod timens;
+pub mod tty;
 pub mod user;

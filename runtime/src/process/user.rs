@@ -91,7 +91,7 @@ pub fn set_ids(user: &User) -> Result<(), UserError> {
     // An unprivileged user namespace (setgroups "deny") forbids setgroups(2). runc skips it
     // silently there: the groups cannot be set, and the user did not ask for /etc/group's.
     if setgroups_allowed()? {
-        let gids: Vec<u32> = user.additional_gids().clone().unwrap_or_default();
+        let gids = dedup_gids(user.additional_gids().as_deref().unwrap_or_default());
         let groups: Vec<Gid> = gids.iter().copied().map(Gid::from_raw).collect();
         // An empty list is still set: it clears the groups husk itself was started with.
         nix::unistd::setgroups(&groups).map_err(|errno| UserError::Setgroups { gids, errno })?;
@@ -105,6 +105,18 @@ pub fn set_ids(user: &User) -> Result<(), UserError> {
         errno,
     })?;
     Ok(())
+}
+
+/// `additionalGids` without repeats, first occurrence kept: runc collects them in a set, and
+/// the kernel would otherwise list a repeated group twice in getgroups(2).
+fn dedup_gids(gids: &[u32]) -> Vec<u32> {
+    let mut out: Vec<u32> = Vec::with_capacity(gids.len());
+    for g in gids {
+        if !out.contains(g) {
+            out.push(*g);
+        }
+    }
+    out
 }
 
 /// The umask to set: `process.user.umask`, or runc's 0022 when it is absent.
@@ -281,5 +293,11 @@ mod tests {
             Ok(())
         })
         .expect("user switched in the child");
+    }
+
+    #[test]
+    fn repeated_groups_are_set_once() {
+        assert_eq!(dedup_gids(&[0, 0, 5, 10, 5]), vec![0, 5, 10]);
+        assert!(dedup_gids(&[]).is_empty());
     }
 }

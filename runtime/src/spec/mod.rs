@@ -79,7 +79,13 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle, SpecError> {
 
 /// Parses a runtime-spec document.
 pub fn parse(data: &[u8]) -> Result<Spec, String> {
-    serde_json::from_slice::<Spec>(data).map_err(|e| e.to_string())
+    serde_json::from_slice::<Spec>(data).map_err(|e| {
+        // serde says "unknown variant" without the field; name it for linux.seccomp.
+        match crate::seccomp::explain_parse_error(data) {
+            Some(field) => format!("{e} ({field})"),
+            None => e.to_string(),
+        }
+    })
 }
 
 /// The checks runc makes before it creates anything.
@@ -103,9 +109,39 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
         .ok_or_else(|| SpecError::Invalid("linux must be set".into()))?;
     let namespaces = linux.namespaces().clone().unwrap_or_default();
     crate::namespaces::validate(&namespaces).map_err(|e| SpecError::Invalid(e.to_string()))?;
+    crate::namespaces::validate_id_mappings(
+        &namespaces,
+        linux.uid_mappings().as_deref().unwrap_or_default(),
+        linux.gid_mappings().as_deref().unwrap_or_default(),
+    )
+    .map_err(|e| SpecError::Invalid(e.to_string()))?;
+    // Checked here, before anything exists: applied without a UTS namespace of its own, a
+    // hostname would be the host's.
+    crate::process::hostname::validate(
+        spec.hostname().as_deref(),
+        spec.domainname().as_deref(),
+        &namespaces,
+    )
+    .map_err(|e| SpecError::Invalid(e.to_string()))?;
+    if let Some(offsets) = linux.time_offsets().as_ref().filter(|o| !o.is_empty()) {
+        crate::process::timens::validate(offsets, &namespaces)
+            .map_err(|e| SpecError::Invalid(e.to_string()))?;
+    }
+    refuse_unsupported_security(spec)?;
+    for var in process.env().iter().flatten() {
+        if !var.contains('=') {
+            return Err(SpecError::Invalid(format!(
+                "invalid environment variable: {var:?}"
+            )));
+        }
+    }
     if let Some(sysctl) = linux.sysctl() {
         crate::sysctl::validate(sysctl, &namespaces)
             .map_err(|e| SpecError::Invalid(e.to_string()))?;
+    }
+    if let Some(seccomp) = linux.seccomp() {
+        // Compiled here so a bad profile fails create before anything exists.
+        crate::seccomp::validate(seccomp).map_err(|e| SpecError::Invalid(e.to_string()))?;
     }
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {
@@ -113,6 +149,39 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
                 "mount destination {} is not absolute",
                 m.destination().display()
             )));
+        }
+    }
+    Ok(())
+}
+
+/// Settings husk cannot apply whose silent omission would weaken the container, refused as
+/// runc refuses them on a host that lacks the feature: AppArmor, SELinux, Intel RDT and the
+/// rdma controller. (husk's `features` reports them disabled.)
+fn refuse_unsupported_security(spec: &Spec) -> Result<(), SpecError> {
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    let refuse = |what: &str| {
+        Err(SpecError::Invalid(format!(
+            "{what} is set, but husk does not support it"
+        )))
+    };
+    if let Some(process) = spec.process() {
+        if set(process.apparmor_profile()) {
+            return refuse("process.apparmorProfile (AppArmor)");
+        }
+        if set(process.selinux_label()) {
+            return refuse("process.selinuxLabel (SELinux)");
+        }
+    }
+    if let Some(linux) = spec.linux() {
+        if set(linux.mount_label()) {
+            return refuse("linux.mountLabel (SELinux)");
+        }
+        if linux.intel_rdt().is_some() {
+            return refuse("linux.intelRdt (Intel RDT)");
+        }
+        let rdma = linux.resources().as_ref().and_then(|r| r.rdma().as_ref());
+        if rdma.is_some_and(|r| !r.is_empty()) {
+            return refuse("linux.resources.rdma (the rdma cgroup controller)");
         }
     }
     Ok(())
@@ -144,6 +213,39 @@ mod tests {
             let spec = parse(default_json(rootless).as_bytes()).expect("parses");
             validate(&spec).expect("valid");
         }
+    }
+
+    #[test]
+    fn unsupported_security_settings_are_refused() {
+        let cases = [
+            (
+                "process",
+                "apparmorProfile",
+                serde_json::json!("docker-default"),
+            ),
+            (
+                "process",
+                "selinuxLabel",
+                serde_json::json!("system_u:system_r:t:s0"),
+            ),
+            (
+                "linux",
+                "mountLabel",
+                serde_json::json!("system_u:object_r:t:s0"),
+            ),
+            ("linux", "intelRdt", serde_json::json!({"closID": "x"})),
+        ];
+        for (parent, key, value) in cases {
+            let mut v: serde_json::Value = serde_json::from_str(DEFAULT_SPEC).expect("json");
+            v[parent][key] = value;
+            let spec = parse(v.to_string().as_bytes()).expect("parses");
+            let err = validate(&spec).expect_err("refused");
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        // Empty strings are "not set".
+        let mut v: serde_json::Value = serde_json::from_str(DEFAULT_SPEC).expect("json");
+        v["process"]["apparmorProfile"] = serde_json::json!("");
+        validate(&parse(v.to_string().as_bytes()).expect("parses")).expect("empty is unset");
     }
 
     #[test]
