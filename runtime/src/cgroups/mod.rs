@@ -159,6 +159,14 @@ pub enum CgroupError {
         /// The container's cgroup path.
         cgroup: PathBuf,
     },
+    /// freezer.state did not reach the asked state in time.
+    #[error("cgroup {cgroup}: freezer did not become {want} within 5s")]
+    FreezeTimeout {
+        /// The container's cgroup path.
+        cgroup: PathBuf,
+        /// FROZEN or THAWED.
+        want: &'static str,
+    },
     /// A cgroup directory could not be removed.
     #[error("removing cgroup {path}: {errno} ({remaining} process(es) still in it)")]
     Remove {

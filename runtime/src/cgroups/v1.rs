@@ -39,7 +39,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use libcgroups::common::{CgroupManager, ControllerOpt, FreezerState};
+use libcgroups::common::{CgroupManager, ControllerOpt};
 use libcgroups::v1::manager::{Manager, V1ManagerError};
 use libcgroups::v1::ControllerType;
 use nix::unistd::Pid;
@@ -82,11 +82,10 @@ pub(super) struct V1 {
 impl V1 {
     /// Discovers the mounted hierarchies from /proc/self/mountinfo.
     pub(super) fn discover() -> Result<Self, CgroupError> {
-        let supported = libcgroups::v1::util::list_supported_mount_points().map_err(|e| {
-            CgroupError::Discover {
-                source: Box::new(e),
-            }
-        })?;
+        // One read of mountinfo: libcgroups' list_supported_mount_points re-reads it (through a
+        // hardened procfs handle) once per controller, which was most of create's syscalls.
+        let mounts = fs::cgroup_mounts()?;
+        let supported = supported_mount_points(&mounts);
         let mut by_mount: BTreeMap<PathBuf, Vec<ControllerType>> = BTreeMap::new();
         for (controller, mount) in supported {
             by_mount.entry(mount).or_default().push(controller);
@@ -101,7 +100,7 @@ impl V1 {
                 }
             })
             .collect();
-        for m in fs::cgroup_mounts()? {
+        for m in mounts {
             let role = if m.fs_type == "cgroup2" {
                 Role::Unified
             } else if m.super_options.iter().any(|o| o == "name=systemd") {
@@ -459,27 +458,33 @@ impl V1 {
         Ok(fs::join(&h.mount, rel))
     }
 
-    /// Freezes or thaws through libcgroups (which retries FREEZING like runc).
+    /// Freezes or thaws by writing freezer.state and waiting for the kernel to get there,
+    /// rewriting while it reports FREEZING as runc does. Done directly: a libcgroups manager
+    /// re-reads mountinfo and /proc/self/cgroup once per controller just to find this file.
     pub(super) fn set_frozen(&self, rel: &Path, frozen: bool) -> Result<(), CgroupError> {
         let dir = self.freezer_dir(rel)?;
-        // libcgroups' freeze would recreate a deleted cgroup; refuse instead.
+        // Writing freezer.state of a deleted cgroup must not recreate it: refuse instead.
         if !dir.exists() {
             return Err(CgroupError::NotFound {
                 cgroup: rel.to_path_buf(),
             });
         }
-        let state = if frozen {
-            FreezerState::Frozen
-        } else {
-            FreezerState::Thawed
-        };
-        self.manager(rel)?
-            .freeze(state)
-            .map_err(|e| CgroupError::Manager {
-                op: if frozen { "freezing" } else { "thawing" },
-                cgroup: rel.to_path_buf(),
-                source: Box::new(e),
-            })
+        let file = dir.join("freezer.state");
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            fs::write_file(&file, want)?;
+            if fs::read_file(&file)?.trim() == want {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(CgroupError::FreezeTimeout {
+                    cgroup: rel.to_path_buf(),
+                    want,
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// Whether freezer.state says FROZEN; false when the cgroup is gone.
@@ -547,6 +552,47 @@ impl V1 {
 
 /// New cpuset cgroups start with empty cpus/mems, and joining one fails with ENOSPC; copy the
 /// parent's values down each level we pass, as runc and libcgroups do.
+/// Every v1 controller libcgroups manages.
+const CONTROLLERS: [ControllerType; 12] = [
+    ControllerType::Cpu,
+    ControllerType::CpuAcct,
+    ControllerType::CpuSet,
+    ControllerType::Devices,
+    ControllerType::HugeTlb,
+    ControllerType::Pids,
+    ControllerType::PerfEvent,
+    ControllerType::Memory,
+    ControllerType::Blkio,
+    ControllerType::NetworkPriority,
+    ControllerType::NetworkClassifier,
+    ControllerType::Freezer,
+];
+
+/// The mount point of each controller, chosen exactly as libcgroups'
+/// `get_subsystem_mount_point` chooses it (the first v1 mount whose path ends with the
+/// controller's name, co-mounts included), so husk's dirs are where libcgroups writes limits.
+fn supported_mount_points(mounts: &[fs::CgroupMount]) -> Vec<(ControllerType, PathBuf)> {
+    let ends =
+        |m: &fs::CgroupMount, names: &[&str]| names.iter().any(|n| m.mount_point.ends_with(n));
+    CONTROLLERS
+        .iter()
+        .filter_map(|c| {
+            let name = c.to_string();
+            mounts
+                .iter()
+                .filter(|m| m.fs_type == "cgroup")
+                .find(|m| match name.as_str() {
+                    "net_cls" => ends(m, &["net_cls,net_prio", "net_prio,net_cls", "net_cls"]),
+                    "net_prio" => ends(m, &["net_cls,net_prio", "net_prio,net_cls", "net_prio"]),
+                    "cpu" => ends(m, &["cpu,cpuacct", "cpu"]),
+                    "cpuacct" => ends(m, &["cpu,cpuacct", "cpuacct"]),
+                    other => ends(m, &[other]),
+                })
+                .map(|m| (*c, m.mount_point.clone()))
+        })
+        .collect()
+}
+
 fn seed_cpuset(parent: &Path, child: &Path) -> Result<(), CgroupError> {
     for file in ["cpuset.cpus", "cpuset.mems"] {
         if fs::read_file(&child.join(file))?.is_empty() {

@@ -39,7 +39,10 @@ pub fn destroy(dir: ContainerDir, state: &State) -> Result<()> {
         let _ = super::kill::signal_pid(state.pid, libc::SIGKILL);
     }
     // Every process of the container, not only its init (a shared pid namespace leaves them).
-    let _ = super::kill::signal_all(&cg, libc::SIGKILL);
+    // (Freezing an empty cgroup to signal nobody is most of a stopped container's delete.)
+    if cg.pids().is_ok_and(|p| !p.is_empty()) {
+        let _ = super::kill::signal_all(&cg, libc::SIGKILL);
+    }
     wait_gone(state, &cg);
     cg.remove()?;
     if let Ok(data) = std::fs::read(dir.config_path()) {
