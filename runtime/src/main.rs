@@ -443,6 +443,17 @@ fn main() -> ExitCode {
         rootless: cli.rootless.clone(),
         criu: cli.criu.clone(),
     };
+    // Commands that fork into a container first make sure the container cannot reach a
+    // writable husk binary through /proc/PID/exe (CVE-2019-5736); this may re-exec once.
+    if matches!(
+        command,
+        Command::Create(_) | Command::Run { .. } | Command::Exec(_) | Command::Restore { .. }
+    ) {
+        if let Err(e) = husk::process::cloned_binary::ensure(&global.root) {
+            logging::error(&e.to_string());
+            return ExitCode::FAILURE;
+        }
+    }
     // runc exits 255 when exec itself fails, so a caller can tell that from the process's
     // own exit code (which `exec` returns).
     let failure = if matches!(command, Command::Exec(_)) {

@@ -151,9 +151,6 @@ fn cve_2019_5736_runc_binary_stays_intact() {
 }
 
 #[test]
-#[ignore = "husk is vulnerable to CVE-2019-5736 (see docs/security.md): the exec'd process \
-            still runs the host husk binary when it execve()s, so #!/proc/self/exe runs it \
-            inside the container; un-ignore once process/exec.rs execs through a sealed copy"]
 fn cve_2019_5736_husk_binary_stays_intact() {
     require_root!();
     let r = exe_overwrite_attack(husk_bin(), "husk", "cve-2019-5736-husk");
@@ -553,11 +550,9 @@ fn malformed_update_resources_are_refused() {
     husk_tests::remove_temp_dir(dir);
 }
 
-/// runc refuses a --resources document that is not an object; husk accepts `[]` (serde reads
-/// a struct from a sequence) and saves it as linux.resources. See docs/security.md.
+/// runc refuses a --resources document that is not an object (serde alone would read a struct
+/// from a sequence such as `[]` and save it as linux.resources).
 #[test]
-#[ignore = "husk bug: commands/update.rs accepts a JSON array for --resources and stores it \
-            in the saved config; un-ignore once it requires an object"]
 fn update_resources_must_be_an_object() {
     require_root!();
     let h = Runtime::husk("update-array");
@@ -702,7 +697,10 @@ fn rootless_as_an_unprivileged_user() {
             rt.display()
         ))
     };
-    let (code, out) = run(&oracle_bin(), "--root /tmp/husk-rl-runc-$$");
+    let runc_root = dir.path().join("runc-root");
+    fs::create_dir(&runc_root).expect("runc root");
+    chown(&runc_root, &user.name);
+    let (code, out) = run(&oracle_bin(), &format!("--root {}", runc_root.display()));
     assert_eq!(code, 0, "runc rootless: {out}");
     let (code, out) = run(&bin, "");
     assert_eq!(code, 0, "husk rootless: {out}");

@@ -113,6 +113,9 @@ fn changes(opts: &UpdateOpts) -> Result<Value> {
             data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
         }
         let v: Value = serde_json::from_slice(&data).context("parse resources JSON")?;
+        if !v.is_object() {
+            bail!("resources JSON must be an object (a linux.resources document)");
+        }
         // Validate the shape now, so a typo is an error rather than a silent no-op.
         serde_json::from_value::<LinuxResources>(v.clone())
             .context("resources JSON is not a linux.resources document")?;

@@ -1,6 +1,7 @@
 //! Processes husk starts: the fork model, the in-container init sequence and each process attribute.
 
 pub mod capabilities;
+pub mod cloned_binary;
 pub mod console;
 pub mod exec;
 pub mod fork;

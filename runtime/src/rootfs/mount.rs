@@ -194,22 +194,19 @@ fn mount_proc_or_sys(ctx: &MountContext, e: &MountEntry) -> Result<(), RootfsErr
 /// A tmpfs over an existing directory keeps that directory's mode (runc passes mode= first so
 /// an explicit mode= option still wins).
 fn mount_tmpfs(ctx: &MountContext, e: &MountEntry) -> Result<(), RootfsError> {
-    let (dest, data) = match ctx.root.resolve(&e.destination) {
-        Ok(dest) => {
-            let st = nix::sys::stat::fstat(dest.fd()).ctx("stat", &e.destination)?;
-            let mut data = format!("mode={:04o}", st.st_mode & 0o7777);
-            if !e.options.data.is_empty() {
-                data.push(',');
-                data.push_str(&e.options.data);
-            }
-            (dest, data)
-        }
-        Err(err) if err.errno() == Errno::ENOENT => (
-            ctx.root.mkdir_all(&e.destination, 0o755)?,
-            e.options.data.clone(),
-        ),
+    let dest = match ctx.root.resolve(&e.destination) {
+        Ok(dest) => dest,
+        Err(err) if err.errno() == Errno::ENOENT => ctx.root.mkdir_all(&e.destination, 0o755)?,
         Err(err) => return Err(err),
     };
+    // A tmpfs takes the mode of the directory it covers (a fresh one would be 1777, world
+    // writable); an explicit mode= in the options comes later and wins.
+    let st = nix::sys::stat::fstat(dest.fd()).ctx("stat", &e.destination)?;
+    let mut data = format!("mode={:04o}", st.st_mode & 0o7777);
+    if !e.options.data.is_empty() {
+        data.push(',');
+        data.push_str(&e.options.data);
+    }
     if e.options.copy_up {
         copyup::mount_with_copy_up(ctx, e, &dest, &data)
     } else {
