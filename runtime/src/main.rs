@@ -36,9 +36,10 @@ struct Cli {
     /// Log format: text or json.
     #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
     log_format: LogFormat,
-    /// Root directory for container state.
-    #[arg(long, global = true, default_value = "/run/husk")]
-    root: PathBuf,
+    /// Root directory for container state (default: /run/husk as root, else
+    /// $XDG_RUNTIME_DIR/husk, as runc does).
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// Path to criu (accepted for runc compatibility).
     #[arg(long, global = true, hide = true)]
     criu: Option<PathBuf>,
@@ -426,6 +427,17 @@ fn go_style_args(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi
     out
 }
 
+/// The state directory without --root: /run/husk is root's, so an unprivileged user gets
+/// $XDG_RUNTIME_DIR/husk (its own tmpfs), as runc uses $XDG_RUNTIME_DIR/runc.
+fn default_root() -> PathBuf {
+    if !nix::unistd::geteuid().is_root() {
+        if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+            return PathBuf::from(xdg).join("husk");
+        }
+    }
+    PathBuf::from("/run/husk")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse_from(go_style_args(std::env::args_os()));
     let Some(command) = cli.command else {
@@ -438,7 +450,7 @@ fn main() -> ExitCode {
     };
     logging::init(cli.log.clone(), cli.log_format, cli.debug);
     let global = Global {
-        root: cli.root.clone(),
+        root: cli.root.clone().unwrap_or_else(default_root),
         systemd_cgroup: cli.systemd_cgroup,
         rootless: cli.rootless.clone(),
         criu: cli.criu.clone(),

@@ -231,14 +231,64 @@ pub fn write_id_maps(
     gid_maps: &[LinuxIdMapping],
 ) -> Result<(), NamespaceError> {
     let base = PathBuf::from(format!("/proc/{pid}"));
-    if !nix::unistd::geteuid().is_root() {
+    let root = nix::unistd::geteuid().is_root();
+    let uid_helper = !root && !only_own_id(uid_maps, nix::unistd::geteuid().as_raw());
+    let gid_helper = !root && !only_own_id(gid_maps, nix::unistd::getegid().as_raw());
+    // An unprivileged writer of gid_map must deny setgroups first; newgidmap decides that from
+    // /etc/subgid itself (and fails if setgroups is already "deny"), so not then.
+    if !root && !gid_helper {
         let p = base.join("setgroups");
         std::fs::write(&p, "deny").map_err(|source| NamespaceError::Map { path: p, source })?;
     }
-    for (file, maps) in [("uid_map", uid_maps), ("gid_map", gid_maps)] {
-        let p = base.join(file);
-        std::fs::write(&p, map_text(maps))
-            .map_err(|source| NamespaceError::Map { path: p, source })?;
+    for (file, maps, helper) in [
+        ("uid_map", uid_maps, uid_helper.then_some("newuidmap")),
+        ("gid_map", gid_maps, gid_helper.then_some("newgidmap")),
+    ] {
+        match helper {
+            Some(tool) => run_map_helper(tool, pid, maps)?,
+            None => {
+                let p = base.join(file);
+                std::fs::write(&p, map_text(maps))
+                    .map_err(|source| NamespaceError::Map { path: p, source })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `maps` maps only `id` itself, which the kernel lets an unprivileged user write.
+fn only_own_id(maps: &[LinuxIdMapping], id: u32) -> bool {
+    matches!(maps, [m] if m.size() == 1 && m.host_id() == id)
+}
+
+/// The arguments of newuidmap/newgidmap after the pid: `cid hid size` per mapping.
+fn helper_args(maps: &[LinuxIdMapping]) -> Vec<String> {
+    maps.iter()
+        .flat_map(|m| [m.container_id(), m.host_id(), m.size()])
+        .map(|n| n.to_string())
+        .collect()
+}
+
+/// Runs newuidmap/newgidmap (setuid root, from shadow's uidmap package): they check the
+/// ranges against /etc/subuid and /etc/subgid and write the map an unprivileged user cannot.
+fn run_map_helper(tool: &str, pid: i32, maps: &[LinuxIdMapping]) -> Result<(), NamespaceError> {
+    let out = std::process::Command::new(tool)
+        .arg(pid.to_string())
+        .args(helper_args(maps))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            NamespaceError::Invalid(format!(
+                "run {tool} for a rootless id mapping beyond your own id (install uidmap?): {e}"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(NamespaceError::Invalid(format!(
+            "{tool} {pid} {} failed ({}): {}",
+            helper_args(maps).join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }
@@ -306,6 +356,11 @@ mod tests {
             .build()
             .expect("ns")];
         validate_id_mappings(&joined, &[], &[]).expect("a joined user ns has its maps");
+        assert!(only_own_id(&[m], 100_000) && !only_own_id(&[m], 1000));
+        assert_eq!(
+            helper_args(&[m, m]),
+            ["0", "100000", "1", "0", "100000", "1"]
+        );
         validate_id_mappings(&[], &[m], &[]).expect("maps without a user ns are ignored");
     }
 

@@ -644,9 +644,6 @@ impl Drop for TestUser {
 /// through newuidmap/newgidmap (Debian's uidmap) when installed. runc passes the single-id run
 /// as the same user.
 #[test]
-#[ignore = "husk rootless is blocked (see docs/security.md): the intermediate is non-dumpable \
-            while the maps are written (EACCES on /proc/PID/setgroups), cgroup creation fails \
-            instead of warning, --root defaults to /run/husk, ranges need newuidmap"]
 fn rootless_as_an_unprivileged_user() {
     require_root!();
     let Some(user) = TestUser::create() else {
@@ -705,6 +702,31 @@ fn rootless_as_an_unprivileged_user() {
     let (code, out) = run(&bin, "");
     assert_eq!(code, 0, "husk rootless: {out}");
     assert!(out.lines().any(|l| l == "0"), "{out}");
+    // The other commands on a container without a cgroup: state, kill, delete.
+    let (code, out) = user.sh(&format!(
+        "cd {b} && export XDG_RUNTIME_DIR={x} && {h} create {id} && {h} state {id} && \
+         {h} kill {id} KILL && {h} delete --force {id} && {h} list 2>&1",
+        b = bundle.display(),
+        x = xdg.display(),
+        h = bin.display()
+    ));
+    assert_eq!(code, 0, "husk rootless create/state/kill/delete: {out}");
+    assert!(out.contains("\"status\": \"created\""), "{out}");
+    assert!(
+        !out.lines()
+            .skip_while(|l| !l.starts_with("ID"))
+            .any(|l| l.starts_with(&id)),
+        "{out}"
+    );
+
+    // Limits it cannot enforce without a cgroup fail clearly instead of silently not holding.
+    let mut limited = cfg.clone();
+    limited["linux"]["resources"] = json!({"memory": {"limit": 67108864}});
+    husk_tests::bundle::write_config(&bundle, &limited).expect("write config");
+    let (code, out) = run(&bin, "");
+    assert_ne!(code, 0, "rootless with a memory limit and no cgroup: {out}");
+    assert!(out.contains("cgroup limits"), "{out}");
+    husk_tests::bundle::write_config(&bundle, &cfg).expect("write config");
 
     if let (Some(_), Some((start, count))) = (husk_tests::which("newuidmap"), user.subuid()) {
         let range = json!([{"containerID": 0, "hostID": start, "size": count.min(65536)}]);
@@ -714,8 +736,11 @@ fn rootless_as_an_unprivileged_user() {
         chown(&bundle.join("rootfs"), &format!("{start}:{start}"));
         let (code, out) = run(&bin, "");
         assert_eq!(code, 0, "husk rootless with a range: {out}");
+        // /proc/self/uid_map pads its columns with spaces: compare the fields.
+        let want = format!("0 {start} {}", count.min(65536));
         assert!(
-            out.contains(&format!("0 {start} {}", count.min(65536))),
+            out.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == want),
             "{out}"
         );
     }

@@ -340,6 +340,20 @@ impl ContainerCgroup {
     }
 }
 
+impl CgroupError {
+    /// Whether the caller lacks the right to the hierarchy (EACCES/EPERM): what an unprivileged
+    /// (rootless) user gets from a cgroup tree it was not delegated.
+    pub fn is_permission_denied(&self) -> bool {
+        let io = match self {
+            CgroupError::Io { source, .. }
+            | CgroupError::Write { source, .. }
+            | CgroupError::Attach { source, .. } => source,
+            _ => return false,
+        };
+        matches!(io.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM))
+    }
+}
+
 /// Spec adjustments made before libcgroups sees the resources, on v1 and v2 alike.
 fn prepare(resources: &LinuxResources) -> LinuxResources {
     let mut r = resources.clone();

@@ -133,6 +133,7 @@ pub fn create(g: &Global, id: &str, opts: &CreateOpts) -> Result<Created> {
         cgroup: &cgroup,
         spec,
         state: &mut state,
+        rootless: g.is_rootless()?,
     };
     let pid = fork::spawn(&ctx, &mut steps)?;
     drop(console);
@@ -177,17 +178,35 @@ struct Steps<'a> {
     cgroup: &'a ContainerCgroup,
     spec: &'a oci_spec::runtime::Spec,
     state: &'a mut State,
+    /// --rootless (or auto-detected): a cgroup we may not create is skipped, not fatal.
+    rootless: bool,
 }
 
 impl MainSteps for Steps<'_> {
     fn join_cgroup(&mut self, pid: Pid) -> Result<(), String> {
-        self.cgroup.add_task(pid).map_err(|e| e.to_string())?;
-        if let Some(res) = self
+        let resources = self
             .spec
             .linux()
             .as_ref()
-            .and_then(|l| l.resources().as_ref())
-        {
+            .and_then(|l| l.resources().as_ref());
+        if let Err(e) = self.cgroup.add_task(pid) {
+            if !(self.rootless && e.is_permission_denied()) {
+                return Err(e.to_string());
+            }
+            // An unprivileged user usually has no right to the cgroup tree; runc goes on
+            // without a cgroup then, unless limits were asked for, which would silently not
+            // hold.
+            if resources.is_some_and(has_limits) {
+                return Err(format!(
+                    "rootless container asks for cgroup limits (linux.resources) but cannot                      create its cgroup: {e}; remove the limits or delegate a cgroup to this user"
+                ));
+            }
+            crate::logging::warn(&format!(
+                "rootless: running without a cgroup (no right to create it: {e})"
+            ));
+            return Ok(());
+        }
+        if let Some(res) = resources {
             self.cgroup.apply(res).map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -211,6 +230,14 @@ impl MainSteps for Steps<'_> {
         }
         Ok(json)
     }
+}
+
+/// Whether `r` asks for any limit. Device rules alone do not count: a rootless container
+/// cannot reach host devices it has no right to anyway (runc's rootless spec drops them too).
+fn has_limits(r: &oci_spec::runtime::LinuxResources) -> bool {
+    let mut rest = r.clone();
+    rest.set_devices(None);
+    rest != oci_spec::runtime::LinuxResources::default()
 }
 
 /// Makes exec.fifo writable by any container user (0622, as runc does).
@@ -254,4 +281,33 @@ pub fn send_pidfd(socket: &Path, pid: Pid) -> Result<()> {
     )
     .with_context(|| format!("send pidfd over {}", socket.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_limits;
+    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder};
+
+    #[test]
+    fn only_device_rules_are_not_limits() {
+        let deny_all = LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .build()
+            .expect("device rule");
+        let devices = LinuxResourcesBuilder::default()
+            .devices(vec![deny_all])
+            .build()
+            .expect("resources");
+        assert!(!has_limits(&devices));
+        let memory = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(1 << 20)
+                    .build()
+                    .expect("memory"),
+            )
+            .build()
+            .expect("resources");
+        assert!(has_limits(&memory));
+    }
 }

@@ -39,4 +39,17 @@ impl Global {
     pub fn store(&self) -> Store {
         Store::new(&self.root)
     }
+
+    /// Whether to run rootless: --rootless true/false, or auto (the default, as runc's):
+    /// rootless when not root. Rootless means cgroups we have no right to are skipped.
+    pub fn is_rootless(&self) -> anyhow::Result<bool> {
+        match self.rootless.as_deref() {
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            None | Some("auto") => Ok(!nix::unistd::geteuid().is_root()),
+            Some(other) => {
+                anyhow::bail!("invalid --rootless value {other:?}: want true, false or auto")
+            }
+        }
+    }
 }

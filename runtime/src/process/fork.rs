@@ -235,9 +235,14 @@ fn intermediate(ctx: &InitContext, chan: &Channel) -> Result<Infallible, String>
     if ctx.plan.new_user {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
             .map_err(|e| format!("unshare user namespace: {e}"))?;
+        // /proc/PID/{setgroups,uid_map,gid_map} of a non-dumpable process belong to root, so
+        // an unprivileged main process (rootless) could not write them: dumpable only for the
+        // map exchange, as runc does. Nothing of the container runs in this window.
+        nix::sys::prctl::set_dumpable(true).map_err(|e| format!("set dumpable: {e}"))?;
         chan.send(&Msg::MapIds).map_err(|e| e.to_string())?;
         chan.expect(&Msg::MapsWritten, "the id maps", STEP_TIMEOUT)
             .map_err(|e| e.to_string())?;
+        nix::sys::prctl::set_dumpable(false).map_err(|e| format!("set non-dumpable: {e}"))?;
         // Become root of the new namespace so the init's files are owned by a mapped id.
         nix::unistd::setresgid(0.into(), 0.into(), 0.into())
             .map_err(|e| format!("setresgid(0) in the user namespace: {e}"))?;
