@@ -77,6 +77,7 @@ pub fn create(g: &Global, id: &str, opts: &CreateOpts) -> Result<Created> {
         crate::logging::warn(&warning);
     }
 
+    crate::rootfs::procview::ensure_server(spec);
     let mut dir = g.store().create(id)?;
     std::fs::write(dir.config_path(), serde_json::to_vec(spec)?)
         .with_context(|| format!("save config in {}", dir.path().display()))?;

@@ -16,6 +16,7 @@
 //! | `linux.readonlyPaths`, `root.readonly` | `readonly.rs` |
 //! | `linux.maskedPaths`               | `masked.rs`       |
 //! | safe resolution inside the rootfs | `paths.rs`        |
+//! | `io.husk.procview` annotation     | `procview.rs`     |
 
 mod cgroup_mount;
 mod copyup;
@@ -26,6 +27,7 @@ mod mountinfo;
 mod options;
 mod paths;
 mod pivot;
+pub mod procview;
 mod propagation;
 mod readonly;
 mod sys;
@@ -192,6 +194,7 @@ pub fn prepare(opts: &RootfsOptions) -> Result<(), RootfsError> {
         devices::setup_ptmx(&root)?;
         devices::setup_dev_symlinks(&root)?;
     }
+    procview::bind_views(spec, &root);
     Ok(())
 }
 
