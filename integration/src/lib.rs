@@ -5,8 +5,13 @@
 //! command lines). Dropping a [`Containerd`] removes everything it made, containers, shims,
 //! mounts, cgroups and the daemon, even when the test failed.
 
+pub mod archive;
+pub mod docker;
 pub mod image;
+pub mod podman;
 pub mod pty;
+pub mod snippets;
+pub mod tmux;
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -420,4 +425,27 @@ impl Drop for Containerd {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// Pids of the processes (other than this one) whose command line contains `needle`: how the
+/// harnesses find the daemons' helpers (containerd, shims, conmon) that name the test's temp
+/// dir, to kill them by pid when cleaning up.
+pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
 }

@@ -430,7 +430,11 @@ fn go_style_args(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi
 /// The state directory without --root: /run/husk is root's, so an unprivileged user gets
 /// $XDG_RUNTIME_DIR/husk (its own tmpfs), as runc uses $XDG_RUNTIME_DIR/runc.
 fn default_root() -> PathBuf {
-    if !nix::unistd::geteuid().is_root() {
+    // As runc: an unprivileged user, or "root" of a user namespace that is not really root
+    // (rootless podman), keeps state under $XDG_RUNTIME_DIR.
+    let fake_root =
+        husk::commands::in_user_namespace() && std::env::var("USER").map_or(true, |u| u != "root");
+    if !nix::unistd::geteuid().is_root() || fake_root {
         if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
             return PathBuf::from(xdg).join("husk");
         }

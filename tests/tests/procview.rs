@@ -146,8 +146,7 @@ impl Drop for Started {
                 .split(|b| *b == 0)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            if args.first().is_some_and(|a| a.ends_with("husk-procview"))
-                && args.iter().any(|a| *a == wanted)
+            if args.first().is_some_and(|a| a.ends_with("husk-procview")) && args.contains(&wanted)
             {
                 // SAFETY: kill(2) of the server this test caused husk to start.
                 unsafe { libc::kill(pid, libc::SIGTERM) };

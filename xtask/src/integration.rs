@@ -8,8 +8,18 @@ use std::process::Command;
 use anyhow::Result;
 use husk_tests::bundle;
 
-/// Debian packages the containerd scenarios use.
-pub const PACKAGES: &[&str] = &["containerd"];
+/// Debian packages the end-to-end scenarios use: containerd (containerd.rs, docs_snippets.rs);
+/// docker.io, dockerd 20.10 with its client (docker.rs); podman with conmon (podman.rs), plus
+/// what apt's --no-install-recommends leaves out that rootless podman needs (newuidmap from
+/// uidmap, catatonit for its pause process); tmux to drive `docker run -it` / `podman run -it`.
+pub const PACKAGES: &[&str] = &[
+    "containerd",
+    "docker.io",
+    "podman",
+    "uidmap",
+    "catatonit",
+    "tmux",
+];
 
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
@@ -19,8 +29,8 @@ fn installed(pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Installs containerd when missing (as root; otherwise the tests skip and say so).
-/// Never starts or touches the system's containerd service: the tests run their own.
+/// Installs the packages when missing (as root; otherwise the tests skip and say so).
+/// Never starts or touches the system's containerd or docker service: the tests run their own.
 pub fn install() -> Result<()> {
     let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
@@ -33,7 +43,7 @@ pub fn install() -> Result<()> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!(
-            "xtask: warning: not root, not installing {} (containerd tests will skip)",
+            "xtask: warning: not root, not installing {} (containerd, docker and podman tests will skip)",
             missing.join(" ")
         );
         return Ok(());
@@ -43,13 +53,22 @@ pub fn install() -> Result<()> {
     Ok(())
 }
 
-/// Debian's package enables and starts containerd.service where systemd runs; the tests
-/// need no system daemon, so leave none running that the install started.
+/// Debian's packages enable and start containerd.service and docker.service (and the docker
+/// and podman sockets) where systemd runs; the tests need no system daemon, so leave none
+/// running that the install started.
 fn stop_system_service() {
     if std::path::Path::new("/run/systemd/system").exists() {
-        let _ = Command::new("systemctl")
-            .args(["disable", "--now", "containerd.service"])
-            .status();
+        // One unit at a time: a unit that does not exist must not stop the others.
+        for unit in [
+            "docker.socket",
+            "docker.service",
+            "podman.socket",
+            "containerd.service",
+        ] {
+            let _ = Command::new("systemctl")
+                .args(["disable", "--now", unit])
+                .status();
+        }
     }
 }
 

@@ -199,10 +199,12 @@ impl MainSteps for Steps<'_> {
             // hold.
             if resources.is_some_and(has_limits) {
                 return Err(format!(
-                    "rootless container asks for cgroup limits (linux.resources) but cannot                      create its cgroup: {e}; remove the limits or delegate a cgroup to this user"
+                    "rootless container asks for cgroup limits (linux.resources) but cannot \
+                     create its cgroup: {e}; remove the limits or delegate a cgroup to this user"
                 ));
             }
-            crate::logging::warn(&format!(
+            // Debug, not warning, as runc: callers such as podman take stderr lines as errors.
+            crate::logging::debug(&format!(
                 "rootless: running without a cgroup (no right to create it: {e})"
             ));
             return Ok(());

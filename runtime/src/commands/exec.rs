@@ -192,6 +192,12 @@ struct JoinCgroup<'a>(&'a ContainerCgroup);
 
 impl MainSteps for JoinCgroup<'_> {
     fn join_cgroup(&mut self, pid: nix::unistd::Pid) -> Result<(), String> {
+        // A rootless container may run without a cgroup (create skipped it): then neither
+        // does its exec'd process, and joining must not try to create one.
+        let dirs = self.0.dirs().map_err(|e| e.to_string())?;
+        if !dirs.iter().any(|d| d.exists()) {
+            return Ok(());
+        }
         self.0.add_task(pid).map_err(|e| e.to_string())
     }
 

@@ -46,10 +46,19 @@ impl Global {
         match self.rootless.as_deref() {
             Some("true") => Ok(true),
             Some("false") => Ok(false),
-            None | Some("auto") => Ok(!nix::unistd::geteuid().is_root()),
+            None | Some("auto") => Ok(!nix::unistd::geteuid().is_root() || in_user_namespace()),
             Some(other) => {
                 anyhow::bail!("invalid --rootless value {other:?}: want true, false or auto")
             }
         }
     }
+}
+
+/// Whether this process runs in a user namespace other than the initial one (rootless podman
+/// runs runtimes as uid 0 of such a namespace): the initial one maps every id to itself.
+pub fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| {
+        let fields: Vec<&str> = m.split_whitespace().collect();
+        fields != ["0", "0", "4294967295"]
+    })
 }
