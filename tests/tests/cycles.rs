@@ -45,10 +45,13 @@ fn host_mount_set() -> BTreeSet<String> {
         .collect()
 }
 
-/// Every directory of every cgroup hierarchy, minus the husk-* cgroups of other tests (and of
-/// other husk users on this host) that come and go meanwhile; `ours` is always included.
+/// The cgroups husk could leave behind or remove by mistake: every top-level directory of every
+/// hierarchy (where a cgroupsPath or a default `/<id>` lands) and everything below ours, minus
+/// the husk-* cgroups of other tests. Deeper host cgroups (the machine's own process
+/// bookkeeping, e.g. memory/process_api/<job>) come and go with unrelated work and are not
+/// compared.
 fn cgroup_set(ours: &str) -> BTreeSet<PathBuf> {
-    fn walk(dir: &Path, ours: &str, out: &mut BTreeSet<PathBuf>) {
+    fn walk(dir: &Path, ours: &str, inside_ours: bool, out: &mut BTreeSet<PathBuf>) {
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
         };
@@ -61,12 +64,14 @@ fn cgroup_set(ours: &str) -> BTreeSet<PathBuf> {
                 continue;
             }
             out.insert(e.path());
-            walk(&e.path(), ours, out);
+            if inside_ours || name == ours {
+                walk(&e.path(), ours, true, out);
+            }
         }
     }
     let mut out = BTreeSet::new();
     for m in host::cgroup_mounts() {
-        walk(&m, ours, &mut out);
+        walk(&m, ours, false, &mut out);
     }
     out
 }
