@@ -3,9 +3,12 @@
 //! - `bundle DIR [--rootless] [-- ARGS...]`: a complete busybox OCI bundle.
 //! - `test [-- CARGO_TEST_ARGS...]`: install what the tests need, lint, build, run every test.
 //! - `demo`: build husk and show a container's lifecycle with it.
+//! - `vm-test [-- CHECKS...]`: the cgroup v2 lane in a qemu VM (docs/cgroup-v2.md); `test` runs
+//!   it after the host tests.
 
 mod bench;
 mod integration;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -42,6 +45,9 @@ enum Cmd {
         /// Skip `cargo fmt --check` and clippy.
         #[arg(long)]
         no_lint: bool,
+        /// Skip the cgroup v2 VM lane that runs after the host tests (it says so).
+        #[arg(long)]
+        no_vm: bool,
         /// Arguments for `cargo test` (a filter, `--nocapture` after another `--`, ...).
         #[arg(last = true)]
         test_args: Vec<String>,
@@ -56,6 +62,8 @@ enum Cmd {
         /// Its arguments.
         args: Vec<String>,
     },
+    /// Boot a pure cgroup v2 kernel under qemu and run the v2 checks in it (docs/cgroup-v2.md).
+    VmTest(vm::VmArgs),
     /// Build husk, make a bundle and show a container's lifecycle with it (needs root).
     Demo {
         /// Use this runtime binary instead of building husk (e.g. /usr/sbin/runc, to compare).
@@ -72,7 +80,12 @@ fn main() -> ExitCode {
             rootless,
             args,
         } => cmd_bundle(&dir, rootless, args),
-        Cmd::Test { no_lint, test_args } => cmd_test(no_lint, &test_args),
+        Cmd::Test {
+            no_lint,
+            no_vm,
+            test_args,
+        } => cmd_test(no_lint, no_vm, &test_args),
+        Cmd::VmTest(args) => vm::cmd_vm_test(&args),
         Cmd::Demo { runtime } => cmd_demo(runtime),
         Cmd::Bench(args) => bench::cmd_bench(&args),
         Cmd::BenchProbe { name, args } => match bench::run_probe(&name, &args) {
@@ -227,7 +240,7 @@ fn target_dir() -> Result<PathBuf> {
         .context("cargo metadata has no target_directory")
 }
 
-fn cmd_test(no_lint: bool, test_args: &[String]) -> Result<()> {
+fn cmd_test(no_lint: bool, no_vm: bool, test_args: &[String]) -> Result<()> {
     install_test_packages()?;
     integration::install()?;
     if !no_lint {
@@ -272,7 +285,26 @@ fn cmd_test(no_lint: bool, test_args: &[String]) -> Result<()> {
     }
     test.envs(integration::env());
     test.args(test_args);
-    run_step(test)
+    let host = run_step(test);
+    if no_vm {
+        eprintln!("xtask: cgroup v2 VM lane SKIPPED (--no-vm): nothing was tested on cgroup v2");
+        return host;
+    }
+    // The lane runs even when host tests failed: CI then reports both. A lane that cannot
+    // run (no kernel, no qemu, no boot) is an error, never a silent pass.
+    let lane = vm::run(&vm::Lane {
+        bin_dir: &debug,
+        release: false,
+        timeout: Duration::from_secs(vm::DEFAULT_TIMEOUT_SECS),
+        checks: &[],
+    });
+    match (host, lane) {
+        (Ok(()), lane) => lane,
+        (Err(host), Ok(())) => Err(host),
+        (Err(host), Err(lane)) => Err(anyhow::anyhow!(
+            "{host:#}\nand the cgroup v2 VM lane failed too: {lane:#}"
+        )),
+    }
 }
 
 /// Force-deletes the demo's containers and removes its temp dirs, whatever happened.

@@ -59,6 +59,18 @@ impl V2 {
     /// Applies `resources` (already passed through `super::prepare`).
     pub(super) fn apply(&self, rel: &Path, resources: &LinuxResources) -> Result<(), CgroupError> {
         self.create(rel)?;
+        // io weights are written here, not by libcgroups 0.7: it converts a blkio weight to
+        // io.weight in u16 arithmetic (any weight over 16 overflows) and writes the default
+        // weight after the per-device ones, which resets them (found by the v2 VM lane).
+        let mut resources = resources.clone();
+        let weights = resources.block_io().clone().map(|mut b| {
+            let w = (b.weight(), b.weight_device().clone());
+            b.set_weight(None);
+            b.set_weight_device(None);
+            resources.set_block_io(Some(b));
+            w
+        });
+        let resources = &resources;
         let opt = ControllerOpt {
             resources,
             disable_oom_killer: resources
@@ -75,7 +87,39 @@ impl V2 {
                 op: "applying linux.resources to",
                 cgroup: rel.to_path_buf(),
                 source: Box::new(e),
-            })
+            })?;
+        if let Some((weight, devices)) = weights {
+            self.apply_io_weights(rel, weight, devices.as_deref().unwrap_or_default())?;
+        }
+        Ok(())
+    }
+
+    /// The default io weight first, then each device's, as runc writes them: to io.bfq.weight
+    /// (1..1000, as given) when bfq is in use, else to io.weight with runc's conversion of the
+    /// blkio range 10..1000 onto 1..10000.
+    fn apply_io_weights(
+        &self,
+        rel: &Path,
+        weight: Option<u16>,
+        devices: &[oci_spec::runtime::LinuxWeightDevice],
+    ) -> Result<(), CgroupError> {
+        let dir = self.dir(rel);
+        let bfq = dir.join("io.bfq.weight");
+        let (file, convert): (PathBuf, fn(u16) -> u64) = if bfq.exists() {
+            (bfq, u64::from)
+        } else {
+            (dir.join("io.weight"), blkio_to_io_weight)
+        };
+        if let Some(w) = weight.filter(|w| *w > 0) {
+            fs::write_file(&file, &format!("default {}", convert(w)))?;
+        }
+        for d in devices {
+            if let Some(w) = d.weight().filter(|w| *w > 0) {
+                let line = format!("{}:{} {}", d.major(), d.minor(), convert(w));
+                fs::write_file(&file, &line)?;
+            }
+        }
+        Ok(())
     }
 
     /// Freezes or thaws through cgroup.freeze.
@@ -156,5 +200,22 @@ fn enable_controllers(parent: &Path) {
                 &format!("+{controller}"),
             );
         }
+    }
+}
+
+/// runc's ConvertBlkIOToIOWeightValue: blkio weights 10..1000 onto io.weight 1..10000.
+fn blkio_to_io_weight(w: u16) -> u64 {
+    1 + (u64::from(w).saturating_sub(10)) * 9999 / 990
+}
+
+#[cfg(test)]
+mod weight_tests {
+    use super::blkio_to_io_weight;
+
+    #[test]
+    fn blkio_weights_map_like_runc() {
+        assert_eq!(blkio_to_io_weight(10), 1);
+        assert_eq!(blkio_to_io_weight(500), 4950);
+        assert_eq!(blkio_to_io_weight(1000), 10000);
     }
 }

@@ -404,6 +404,9 @@ fn convert(s: &Stats, v2: bool, ticks: u64) -> RuncStats {
             v.saturating_mul(1_000_000_000) / ticks.max(1)
         }
     };
+    // v2's cpu.stat counts usage and throttling in microseconds, runc reports nanoseconds;
+    // v1's cpuacct.usage and throttled_time already are nanoseconds.
+    let usec_to_ns = |v: u64| if v2 { v.saturating_mul(1000) } else { v };
     let u = &s.cpu.usage;
     let t = &s.cpu.throttling;
     let entry = |d: &libcgroups::stats::MemoryData| MemoryEntry {
@@ -426,7 +429,7 @@ fn convert(s: &Stats, v2: bool, ticks: u64) -> RuncStats {
     RuncStats {
         cpu: Cpu {
             usage: CpuUsage {
-                total: u.usage_total,
+                total: usec_to_ns(u.usage_total),
                 percpu: u.per_core_usage_total.clone(),
                 percpu_kernel: u.per_core_usage_kernel.clone(),
                 percpu_user: u.per_core_usage_user.clone(),
@@ -436,7 +439,7 @@ fn convert(s: &Stats, v2: bool, ticks: u64) -> RuncStats {
             throttling: Throttling {
                 periods: t.periods,
                 throttled_periods: t.throttled_periods,
-                throttled_time: t.throttled_time,
+                throttled_time: usec_to_ns(t.throttled_time),
             },
         },
         cpuset: CpuSet::default(),
