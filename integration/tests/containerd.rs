@@ -306,3 +306,131 @@ fn runc_v2_shim_with_binaryname_husk() {
         );
     }
 }
+
+/// A logging binary in the style containerd documents: fd 3 (stdout) and fd 4 (stderr) to
+/// files in the directory its second argument names, its identity to `env`, and fd 5 closed
+/// to say it is ready.
+const LOGGER: &str = "#!/bin/sh\n\
+    exec 5>&-\n\
+    echo \"$1 $CONTAINER_NAMESPACE $CONTAINER_ID\" > \"$2/env\"\n\
+    cat <&3 > \"$2/stdout\" &\n\
+    cat <&4 > \"$2/stderr\"\n\
+    wait\n";
+
+#[test]
+fn husk_shim_binary_log_uri() {
+    require_containerd!();
+    let c = start();
+    let logs = c.dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    let logger = c.dir.join("logger.sh");
+    std::fs::write(&logger, LOGGER).unwrap_or_else(|e| panic!("writing logger: {e}"));
+    std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod: {e}"));
+    let uri = format!("binary://{}?dir={}", logger.display(), logs.display());
+    let out = c.run(
+        Shim::Husk,
+        &["-d", "--log-uri", &uri],
+        "bl1",
+        &["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 6"],
+    );
+    assert!(out.success(), "{out}");
+    assert!(
+        c.wait_status("bl1", "STOPPED", T),
+        "{}",
+        c.ctr(&["task", "ls"])
+    );
+    let read = |name: &str| -> String {
+        let deadline = std::time::Instant::now() + T;
+        loop {
+            let s = std::fs::read_to_string(logs.join(name)).unwrap_or_default();
+            if !s.is_empty() || std::time::Instant::now() > deadline {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(read("env").trim(), format!("dir {} bl1", c.namespace));
+    assert_eq!(read("stdout"), "to-stdout\n");
+    assert_eq!(read("stderr"), "to-stderr\n");
+    let rm = c.ctr(&["task", "rm", "bl1"]);
+    assert!(rm.success() && rm.stderr.contains("exit code 6"), "{rm}");
+    assert!(c.ctr(&["containers", "rm", "bl1"]).success());
+    // The logger is stopped with its process's IO; nothing of it is left.
+    let left = husk_integration::pids_with_cmdline(&logger.to_string_lossy());
+    assert!(left.is_empty(), "logger left running: {left:?}");
+}
+
+#[test]
+fn husk_shim_groups_a_pods_containers() {
+    require_containerd!();
+    let c = start();
+    let pod = ["--annotation", "io.kubernetes.cri.sandbox-id=pod1", "-d"];
+    for id in ["p1", "p2"] {
+        let out = c.run(Shim::Husk, &pod, id, &["sh", "-c", LOOP]);
+        assert!(out.success(), "{out}");
+        assert!(
+            c.wait_status(id, "RUNNING", T),
+            "{}",
+            c.ctr(&["task", "ls"])
+        );
+    }
+    // A container outside the pod gets a shim of its own.
+    let out = c.run(Shim::Husk, &["-d"], "solo", &["sh", "-c", LOOP]);
+    assert!(out.success(), "{out}");
+    assert!(c.wait_status("solo", "RUNNING", T));
+    let shims = c.shim_pids();
+    assert_eq!(shims.len(), 2, "shims: {shims:?}");
+    let bundle = |id: &str| {
+        c.dir
+            .join("state/io.containerd.runtime.v2.task")
+            .join(&c.namespace)
+            .join(id)
+            .join("address")
+    };
+    let addr = |id: &str| std::fs::read_to_string(bundle(id)).unwrap_or_default();
+    assert!(!addr("p1").is_empty());
+    assert_eq!(
+        addr("p1"),
+        addr("p2"),
+        "the pod's containers share one shim"
+    );
+    assert_ne!(addr("p1"), addr("solo"));
+
+    // Deleting one container of the pod leaves the other fully served.
+    assert!(c.ctr(&["task", "kill", "p1"]).success());
+    assert!(c.wait_status("p1", "STOPPED", T));
+    let rm = c.ctr(&["task", "rm", "p1"]);
+    assert!(rm.success() && rm.stderr.contains("exit code 42"), "{rm}");
+    assert!(c.ctr(&["containers", "rm", "p1"]).success());
+    assert_eq!(c.task("p2").map(|t| t.0), Some("RUNNING".to_string()));
+    let fifo = c.fifo_dir();
+    let out = c.ctr(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &fifo,
+        "--exec-id",
+        "pe",
+        "p2",
+        "echo",
+        "still-served",
+    ]);
+    assert!(
+        out.success() && out.stdout.contains("still-served"),
+        "{out}"
+    );
+    assert_eq!(c.shim_pids().len(), 2, "the pod's shim went with p1");
+
+    for id in ["p2", "solo"] {
+        assert!(c.ctr(&["task", "kill", id]).success());
+        assert!(c.wait_status(id, "STOPPED", T));
+        assert!(c.ctr(&["task", "rm", id]).success());
+        assert!(c.ctr(&["containers", "rm", id]).success());
+    }
+    let deadline = std::time::Instant::now() + T;
+    while !c.shim_pids().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(c.shim_pids().is_empty(), "shims left: {:?}", c.shim_pids());
+}

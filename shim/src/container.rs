@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::error::{Result, ShimError};
+use crate::logger::LogIdentity;
 use crate::oom::OomWatcher;
 use crate::options::ShimOptions;
 use crate::persist::{ContainerRecord, ProcessRecord};
@@ -194,19 +195,42 @@ impl Container {
             let sock = ConsoleSocket::new().map_err(ShimError::io("creating console socket"))?;
             Ok((CmdIo::default(), None, Some(sock)))
         } else {
-            let (cmd, io) = ProcessIo::pipes(&p.stdio, self.options.io_uid, self.options.io_gid)
-                .map_err(ShimError::io("opening stdio"))?;
+            let (cmd, io) = ProcessIo::pipes(
+                &p.stdio,
+                &self.log_identity(p),
+                self.options.io_uid,
+                self.options.io_gid,
+            )
+            .map_err(ShimError::io("opening stdio"))?;
             Ok((cmd, Some(io), None))
         }
     }
 
+    /// Who a `binary://` logger is told it logs for: the container id for the init, the exec
+    /// id for an exec (as runc-v2 does).
+    fn log_identity(&self, p: &Process) -> LogIdentity {
+        LogIdentity {
+            id: if p.exec_id.is_empty() {
+                self.id.clone()
+            } else {
+                p.exec_id.clone()
+            },
+            namespace: self.namespace.clone(),
+        }
+    }
+
     /// After a successful create/exec/restore: attach the pty (if any) and the pipes.
-    fn attach_io(p: &Process, io: Option<ProcessIo>, sock: Option<ConsoleSocket>) -> Result<()> {
+    fn attach_io(
+        &self,
+        p: &Process,
+        io: Option<ProcessIo>,
+        sock: Option<ConsoleSocket>,
+    ) -> Result<()> {
         if let Some(sock) = sock {
             let master = sock
                 .receive(CONSOLE_TIMEOUT)
                 .map_err(ShimError::io("receiving the pty master from the runtime"))?;
-            let io = ProcessIo::console(master, &p.stdio)
+            let io = ProcessIo::console(master, &p.stdio, &self.log_identity(p))
                 .map_err(ShimError::io("attaching the terminal"))?;
             p.set_io(io);
         } else if let Some(io) = io {
@@ -228,7 +252,7 @@ impl Container {
             .map_err(|e| runtime_failed("create", e))?;
         let pid = read_pid_file(&opts.pid_file).map_err(ShimError::io("reading init.pid"))?;
         register(&self.init, pid);
-        if let Err(e) = Self::attach_io(&self.init, io, sock) {
+        if let Err(e) = self.attach_io(&self.init, io, sock) {
             let _ = self.runtime.delete(&self.id, true);
             return Err(e);
         }
@@ -261,7 +285,7 @@ impl Container {
                 .map_err(|e| runtime_failed("restore", e))?;
             let pid = read_pid_file(&o.pid_file).map_err(ShimError::io("reading init.pid"))?;
             register(&self.init, pid);
-            Self::attach_io(&self.init, io, sock)?;
+            self.attach_io(&self.init, io, sock)?;
         } else {
             match self.init.snapshot().status {
                 Status::Created => {}
@@ -376,7 +400,7 @@ impl Container {
         let _ = std::fs::remove_file(&o.pid_file);
         register(&p, pid);
         p.set_status(Status::Running);
-        Self::attach_io(&p, io, sock)?;
+        self.attach_io(&p, io, sock)?;
         self.save();
         Ok(pid)
     }

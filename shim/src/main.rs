@@ -10,6 +10,7 @@ mod cgroup;
 mod container;
 mod daemon;
 mod error;
+mod logger;
 mod oom;
 mod options;
 mod persist;

@@ -1,5 +1,6 @@
-//! A process's stdio: the FIFOs (or `file://` URIs) containerd passes, joined to the process
-//! through pipes (no terminal) or the pty master the runtime sends over the console socket.
+//! A process's stdio: the FIFOs (or `file://` / `binary://` URIs) containerd passes, joined to
+//! the process through pipes (no terminal) or the pty master the runtime sends over the console
+//! socket.
 //!
 //! Copy threads move bytes; each output copy closes its FIFO when the process side reaches
 //! EOF, which is how `ctr` knows the output is complete. FIFOs are opened O_RDWR on the output
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::logger::{BinaryLogger, LogIdentity};
 use crate::runtime::CmdIo;
 
 /// The stdio containerd asked for (paths or URIs; empty means none).
@@ -24,9 +26,9 @@ use crate::runtime::CmdIo;
 pub struct StdioPaths {
     /// stdin FIFO.
     pub stdin: String,
-    /// stdout FIFO or `file://` URI.
+    /// stdout FIFO, `file://` or `binary://` URI.
     pub stdout: String,
-    /// stderr FIFO or `file://` URI.
+    /// stderr FIFO or `file://` URI (ignored when stdout is `binary://`, as runc-v2 does).
     pub stderr: String,
     /// Whether the process has a terminal.
     pub terminal: bool,
@@ -38,6 +40,8 @@ enum Target {
     None,
     Fifo(PathBuf),
     File(PathBuf),
+    /// A logging binary (`binary://PATH?ARGS`), spawned per process.
+    Binary(String),
 }
 
 fn target(uri: &str) -> std::io::Result<Target> {
@@ -51,10 +55,7 @@ fn target(uri: &str) -> std::io::Result<Target> {
         return Ok(Target::Fifo(PathBuf::from(path)));
     }
     if uri.starts_with("binary://") {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            format!("{uri}: binary:// log URIs are not supported by this shim"),
-        ));
+        return Ok(Target::Binary(uri.to_string()));
     }
     Ok(Target::Fifo(PathBuf::from(uri)))
 }
@@ -106,12 +107,15 @@ pub struct ProcessIo {
     stdin_fifo: Option<PathBuf>,
     copies: Arc<Countdown>,
     console: Option<File>,
+    /// The logging binary of a `binary://` URI; stopped when the process's IO is released.
+    logger: Option<BinaryLogger>,
 }
 
 /// Opens an output target for writing.
 fn open_output(t: &Target) -> std::io::Result<Option<File>> {
     match t {
-        Target::None => Ok(None),
+        // Callers spawn the logger themselves (it takes both streams at once).
+        Target::None | Target::Binary(_) => Ok(None),
         Target::Fifo(p) => OpenOptions::new()
             .read(true)
             .write(true)
@@ -224,7 +228,12 @@ fn spawn_stdin_copy(fifo: PathBuf, dst: Arc<Mutex<Option<File>>>, close_on_eof: 
 impl ProcessIo {
     /// Pipes for a process without a terminal. Returns the runtime's ends (to pass to
     /// `create`/`exec`, which hand them to the process) and the shim's side, already copying.
-    pub fn pipes(stdio: &StdioPaths, uid: u32, gid: u32) -> std::io::Result<(CmdIo, ProcessIo)> {
+    pub fn pipes(
+        stdio: &StdioPaths,
+        who: &LogIdentity,
+        uid: u32,
+        gid: u32,
+    ) -> std::io::Result<(CmdIo, ProcessIo)> {
         let copies = Arc::new(Countdown::default());
         let stdin = Arc::new(Mutex::new(None));
         let mut cmd = CmdIo::default();
@@ -241,6 +250,27 @@ impl ProcessIo {
             spawn_stdin_copy(fifo, stdin.clone(), true);
         }
         let out_t = target(&stdio.stdout)?;
+        if let Target::Binary(uri) = &out_t {
+            // The logger reads both streams; the process writes straight into its pipes, so
+            // the shim copies nothing (containerd's binary IO hands the pipes over the same way).
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            chown_fd(&out_w, uid, gid)?;
+            chown_fd(&err_w, uid, gid)?;
+            let logger = BinaryLogger::spawn(uri, who, out_r, err_r)?;
+            cmd.stdout = Some(out_w);
+            cmd.stderr = Some(err_w);
+            return Ok((
+                cmd,
+                ProcessIo {
+                    stdin,
+                    stdin_fifo,
+                    copies,
+                    console: None,
+                    logger: Some(logger),
+                },
+            ));
+        }
         let err_t = target(&stdio.stderr)?;
         let out_dst = open_output(&out_t)?;
         // stdout and stderr naming the same place share one descriptor (and one order).
@@ -271,12 +301,17 @@ impl ProcessIo {
                 stdin_fifo,
                 copies,
                 console: None,
+                logger: None,
             },
         ))
     }
 
     /// Joins a pty master (received from the runtime) to the FIFOs.
-    pub fn console(master: File, stdio: &StdioPaths) -> std::io::Result<ProcessIo> {
+    pub fn console(
+        master: File,
+        stdio: &StdioPaths,
+        who: &LogIdentity,
+    ) -> std::io::Result<ProcessIo> {
         let copies = Arc::new(Countdown::default());
         let stdin = Arc::new(Mutex::new(None));
         let mut stdin_fifo = None;
@@ -288,7 +323,20 @@ impl ProcessIo {
             stdin_fifo = Some(fifo.clone());
             spawn_stdin_copy(fifo, stdin.clone(), false);
         }
-        if let Some(dst) = open_output(&target(&stdio.stdout)?)? {
+        let out_t = target(&stdio.stdout)?;
+        let mut logger = None;
+        let dst = if let Target::Binary(uri) = &out_t {
+            // A terminal has one output stream: it goes to the logger's stdout (fd 3); its
+            // stderr pipe is closed at once, so the logger sees EOF there.
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            drop(err_w);
+            logger = Some(BinaryLogger::spawn(uri, who, out_r, err_r)?);
+            Some(File::from(out_w))
+        } else {
+            open_output(&out_t)?
+        };
+        if let Some(dst) = dst {
             spawn_output_copy(master.try_clone()?, Arc::new(dst), copies.clone());
         }
         Ok(ProcessIo {
@@ -296,6 +344,7 @@ impl ProcessIo {
             stdin_fifo,
             copies,
             console: Some(master),
+            logger,
         })
     }
 
@@ -349,6 +398,11 @@ impl ProcessIo {
 impl Drop for ProcessIo {
     fn drop(&mut self) {
         self.shutdown();
+        // Last: the copies (terminal case) have let go of the logger's pipe by now or never
+        // will; the logger gets SIGTERM and time to flush, as containerd gives it.
+        if let Some(logger) = self.logger.take() {
+            logger.stop();
+        }
     }
 }
 
@@ -449,7 +503,10 @@ mod tests {
             target("file:///var/log/x.log").expect("file"),
             Target::File("/var/log/x.log".into())
         );
-        assert!(target("binary:///usr/bin/logger?x=y").is_err());
+        assert_eq!(
+            target("binary:///usr/bin/logger?x=y").expect("binary"),
+            Target::Binary("binary:///usr/bin/logger?x=y".into())
+        );
     }
 
     #[test]
@@ -469,7 +526,7 @@ mod tests {
             .custom_flags(libc::O_NONBLOCK)
             .open(&fifo)
             .expect("open reader");
-        let (cmd, io) = ProcessIo::pipes(&stdio, 0, 0).expect("pipes");
+        let (cmd, io) = ProcessIo::pipes(&stdio, &LogIdentity::default(), 0, 0).expect("pipes");
         let mut out = File::from(cmd.stdout.expect("stdout"));
         let mut err = File::from(cmd.stderr.expect("stderr"));
         out.write_all(b"hello ").expect("write");
@@ -489,7 +546,7 @@ mod tests {
             stdout: format!("file://{}", log.display()),
             ..Default::default()
         };
-        let (cmd, io) = ProcessIo::pipes(&stdio, 0, 0).expect("pipes");
+        let (cmd, io) = ProcessIo::pipes(&stdio, &LogIdentity::default(), 0, 0).expect("pipes");
         let mut out = File::from(cmd.stdout.expect("stdout"));
         out.write_all(b"logged\n").expect("write");
         drop(out);
@@ -507,7 +564,7 @@ mod tests {
             stdin: fifo.to_string_lossy().into_owned(),
             ..Default::default()
         };
-        let (cmd, io) = ProcessIo::pipes(&stdio, 0, 0).expect("pipes");
+        let (cmd, io) = ProcessIo::pipes(&stdio, &LogIdentity::default(), 0, 0).expect("pipes");
         let mut proc_stdin = File::from(cmd.stdin.expect("stdin"));
         thread::sleep(Duration::from_millis(50));
         drop(io);
