@@ -4,6 +4,7 @@
 //! One module per concern, so a reader finds where a runtime-spec field is applied by its name.
 
 pub mod cgroups;
+pub mod cli;
 pub mod commands;
 pub mod container;
 pub mod hooks;

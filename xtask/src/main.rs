@@ -5,8 +5,10 @@
 //! - `demo`: build husk and show a container's lifecycle with it.
 //! - `vm-test [-- CHECKS...]`: the cgroup v2 lane in a qemu VM (docs/cgroup-v2.md); `test` runs
 //!   it after the host tests.
+//! - `dist [--out DIR]`: release binaries, man pages, completions and install.sh (dist.rs).
 
 mod bench;
+mod dist;
 mod integration;
 mod vm;
 
@@ -64,6 +66,9 @@ enum Cmd {
     },
     /// Boot a pure cgroup v2 kernel under qemu and run the v2 checks in it (docs/cgroup-v2.md).
     VmTest(vm::VmArgs),
+    /// Build release binaries, man pages and shell completions into one directory with an
+    /// install.sh (Debian's runc layout).
+    Dist(dist::DistArgs),
     /// Build husk, make a bundle and show a container's lifecycle with it (needs root).
     Demo {
         /// Use this runtime binary instead of building husk (e.g. /usr/sbin/runc, to compare).
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         } => cmd_test(no_lint, no_vm, &test_args),
         Cmd::VmTest(args) => vm::cmd_vm_test(&args),
         Cmd::Demo { runtime } => cmd_demo(runtime),
+        Cmd::Dist(args) => workspace_root().and_then(|root| dist::cmd_dist(&args, &root)),
         Cmd::Bench(args) => bench::cmd_bench(&args),
         Cmd::BenchProbe { name, args } => match bench::run_probe(&name, &args) {
             Ok(code) => std::process::exit(code),

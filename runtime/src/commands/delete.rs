@@ -25,7 +25,10 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
     match dir.status(&state) {
         Status::Stopped | Status::Created => {}
         status if !force => {
-            bail!("cannot delete container {id} that is not stopped: {status}")
+            bail!(
+                "cannot delete container {id} that is not stopped: {status} (`husk kill` it \
+                 first, or use `husk delete --force`)"
+            )
         }
         _ => {}
     }

@@ -12,16 +12,21 @@ use super::{State, Status};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// No container of that id.
-    #[error("container does not exist")]
+    // The id and the hint go after runc's words, which callers match as a substring.
+    #[error(
+        "container does not exist: {0:?} (`husk list` shows the containers under this --root)"
+    )]
     NotExist(String),
     /// The id is taken.
-    #[error("container with given ID already exists")]
+    #[error(
+        "container with given ID already exists: {0:?} (`husk delete` it first, or pick another id)"
+    )]
     Exists(String),
     /// The id has characters runc refuses.
     #[error("invalid container id format: {0:?}")]
     InvalidId(String),
     /// A filesystem call on the store failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {source}{}", permission_hint(source))]
     Io {
         /// What was being done.
         op: &'static str,
@@ -30,6 +35,16 @@ pub enum StoreError {
         /// Why it failed.
         source: std::io::Error,
     },
+}
+
+/// The usual cause of EACCES on the store: an unprivileged user on root's /run/husk.
+fn permission_hint(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        "; run husk as root, or give --root a directory you own (without --root an \
+         unprivileged user gets $XDG_RUNTIME_DIR/husk, if XDG_RUNTIME_DIR is set)"
+    } else {
+        ""
+    }
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {

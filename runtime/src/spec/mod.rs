@@ -13,7 +13,7 @@ const ROOTLESS_SPEC: &str = include_str!("rootless.json");
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     /// config.json is missing or unreadable.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {source}{}", read_hint(source))]
     Read {
         /// The config path.
         path: PathBuf,
@@ -21,7 +21,10 @@ pub enum SpecError {
         source: std::io::Error,
     },
     /// config.json is not a valid runtime-spec document.
-    #[error("invalid config {path}: {reason}")]
+    #[error(
+        "invalid config {path}: {reason} (fix that line; `husk spec` in an empty directory \
+         writes a valid example)"
+    )]
     Parse {
         /// The config path.
         path: PathBuf,
@@ -31,6 +34,21 @@ pub enum SpecError {
     /// A field holds something husk must refuse.
     #[error("invalid config: {0}")]
     Invalid(String),
+}
+
+/// What to do about an unreadable config.json: the bare OS error does not say that the usual
+/// cause is a wrong `--bundle` (it defaults to the current directory).
+fn read_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            "; is --bundle right (default: the current directory)? `husk spec` writes a default \
+             config.json"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "; run husk as root or fix the bundle's permissions"
+        }
+        _ => "",
+    }
 }
 
 /// A config.json loaded from a bundle, with its paths made absolute.
@@ -65,7 +83,11 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle, SpecError> {
         .ok_or_else(|| SpecError::Invalid("root must be set".into()))?;
     let rootfs = dir.join(root.path());
     let meta = std::fs::metadata(&rootfs).map_err(|e| {
-        SpecError::Invalid(format!("rootfs ({}) does not exist: {e}", rootfs.display()))
+        SpecError::Invalid(format!(
+            "rootfs ({}) does not exist: {e}; root.path in config.json is relative to the \
+             bundle: unpack the container's root filesystem there",
+            rootfs.display()
+        ))
     })?;
     if !meta.is_dir() {
         return Err(SpecError::Invalid(format!(
