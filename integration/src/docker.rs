@@ -289,22 +289,9 @@ impl Dockerd {
     /// Stops dockerd (SIGTERM, SIGKILL after 30 s). With `live-restore` the containers, their
     /// shims and the shims' containers keep running.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            // SAFETY: plain syscall on our own child, not reaped yet.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+        if let Some(child) = self.child.take() {
+            crate::terminate(child, Duration::from_secs(30));
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// Stops dockerd and starts it again with the same flags, config and state.

@@ -217,22 +217,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"
 
     /// Stops containerd (SIGTERM, then SIGKILL after 10s). Shims and containers stay.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            // SAFETY: plain syscall on our own child, which we have not reaped yet.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+        if let Some(child) = self.child.take() {
+            terminate(child, Duration::from_secs(10));
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// Stops containerd and starts it again with the same config and state.
@@ -448,4 +435,22 @@ pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
                 .unwrap_or(false)
         })
         .collect()
+}
+
+/// Stops a daemon this harness started: SIGTERM, then SIGKILL once `grace` has passed, and
+/// reaps it either way.
+pub fn terminate(mut child: std::process::Child, grace: Duration) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: plain syscall on our own child, which we have not reaped yet.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
