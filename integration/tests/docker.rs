@@ -84,8 +84,15 @@ fn interactive_tty(d: &Dockerd) {
     // capture-pane drops trailing blanks: the prompt "/ # " reads "/ #".
     t.wait_for("/ #", T)
         .unwrap_or_else(|e| panic!("no shell prompt: {e:#}"));
-    t.type_line("tty; stty size; echo typed-$((6*7))")
-        .unwrap_or_else(|e| panic!("typing: {e:#}"));
+    // Docker 20.10 puts no consoleSize in the spec: the CLI resizes the pty through
+    // containerd's ResizePty after start, which can land after the first prompt on a loaded
+    // machine. Wait (bounded) for that resize rather than race it; a resize that never comes
+    // still fails below on "30 100".
+    t.type_line(
+        "i=0; while [ \"$(stty size 2>/dev/null)\" != '30 100' ] && [ $i -lt 100 ]; do \
+         sleep 0.1; i=$((i+1)); done; tty; stty size; echo typed-$((6*7))",
+    )
+    .unwrap_or_else(|e| panic!("typing: {e:#}"));
     let screen = t
         .wait_for("typed-42", T)
         .unwrap_or_else(|e| panic!("{e:#}"));
