@@ -103,8 +103,10 @@ fn terminal(c: &Containerd, shim: Shim) {
         "tty1",
         "sh",
         "-c",
-        // ctr sends ResizePty right after Start: give it a moment.
-        "sleep 1; tty; stty size; exit 4",
+        // ctr sends ResizePty right after Start, which can land after the shell runs on a
+        // loaded machine: wait for it (bounded; a resize that never comes fails below).
+        "i=0; while [ \"$(stty size 2>/dev/null)\" != '33 101' ] && [ $i -lt 100 ]; do \
+         sleep 0.1; i=$((i+1)); done; tty; stty size; exit 4",
     ]);
     let out = pty::run(c.ctr_command(&args), 33, 101, Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("pty: {e:#}"));

@@ -132,8 +132,13 @@ fn interactive_tty(p: &Podman) {
     // capture-pane drops trailing blanks: the prompt "/ # " reads "/ #".
     t.wait_for("/ #", T)
         .unwrap_or_else(|e| panic!("no shell prompt: {e:#}"));
-    t.type_line("tty; stty size; echo typed-$((6*7))")
-        .unwrap_or_else(|e| panic!("typing: {e:#}"));
+    // conmon applies the client's window size through its resize channel after start, which
+    // can land after the first prompt on a loaded machine: wait for it (bounded).
+    t.type_line(
+        "i=0; while [ \"$(stty size 2>/dev/null)\" != '25 90' ] && [ $i -lt 100 ]; do \
+         sleep 0.1; i=$((i+1)); done; tty; stty size; echo typed-$((6*7))",
+    )
+    .unwrap_or_else(|e| panic!("typing: {e:#}"));
     let screen = t
         .wait_for("typed-42", T)
         .unwrap_or_else(|e| panic!("{e:#}"));
