@@ -20,6 +20,8 @@ pub enum Action<'a> {
     Version,
     /// Print the usage text.
     Help,
+    /// Hold the pod's namespaces: sleep and reap, no program (`--pause`).
+    Pause(Config<'a>),
 }
 
 /// Everything that shapes a run.
@@ -49,6 +51,8 @@ pub struct Config<'a> {
     pub hosts_env: Option<&'a [u8]>,
     /// Index in argv of the program to run; its arguments follow it.
     pub program: usize,
+    /// Pause mode: no program, sleep and reap until SIGTERM/SIGINT (`--pause`).
+    pub pause: bool,
 }
 
 impl Config<'_> {
@@ -71,6 +75,8 @@ pub enum ArgError<'a> {
     Invalid(&'static str, &'a [u8]),
     /// No program to run was given.
     NoProgram,
+    /// `--pause` runs no program, but one was given.
+    ProgramWithPause(&'a [u8]),
 }
 
 /// The environment variables husk-init reads.
@@ -105,6 +111,7 @@ pub fn parse<'a>(
         hosts_files: Vec::new(),
         hosts_env: getenv(env::HOSTS).map(CStr::to_bytes),
         program: argv.len(),
+        pause: false,
     };
 
     let mut i = 1;
@@ -124,6 +131,11 @@ pub fn parse<'a>(
             match name {
                 b"version" => return Ok(Action::Version),
                 b"help" => return Ok(Action::Help),
+                b"pause" if inline.is_none() => {
+                    cfg.pause = true;
+                    i += 1;
+                    continue;
+                }
                 _ => {}
             }
             let opt: &'static str = match name {
@@ -189,6 +201,12 @@ pub fn parse<'a>(
         i += 1;
     }
 
+    if cfg.pause {
+        return match argv.get(i) {
+            Some(program) => Err(ArgError::ProgramWithPause(program.to_bytes())),
+            None => Ok(Action::Pause(cfg)),
+        };
+    }
     if i >= argv.len() {
         return Err(ArgError::NoProgram);
     }
@@ -224,13 +242,15 @@ fn atoi(text: &[u8]) -> i32 {
 }
 
 /// The usage text, tini's layout with husk-init's additions.
-pub const USAGE: &[u8] = b"Usage: husk-init [OPTIONS] [--] PROGRAM [ARGS] | --version
+pub const USAGE: &[u8] = b"Usage: husk-init [OPTIONS] [--] PROGRAM [ARGS] | --pause | --version
 
 Execute a program under the supervision of a valid init process (husk-init)
 
 Command line options:
 
   --version: Show version and exit.
+  --pause: Run no program: hold a pod's namespaces, reap zombies, exit 0 on SIGTERM/SIGINT
+      (the Kubernetes pause process).
   -h: Show this help message and exit.
   -s: Register as a process subreaper (requires Linux >= 3.4).
   -p SIGNAL: Trigger SIGNAL when parent dies, e.g. \"-p SIGKILL\".
@@ -401,6 +421,37 @@ mod tests {
             run(&owned(&["husk-init", "-e", "256", "x"]), &[]).unwrap_err(),
             ArgError::Invalid("-e", b"256")
         );
+    }
+
+    #[test]
+    fn pause_mode() {
+        let args = owned(&["husk-init", "--pause"]);
+        match run(&args, &[]) {
+            Ok(Action::Pause(cfg)) => assert!(cfg.pause && !cfg.subreaper),
+            other => panic!("expected pause mode, got {other:?}"),
+        }
+        let args = owned(&["husk-init", "-s", "-v", "--pause"]);
+        match run(&args, &[]) {
+            Ok(Action::Pause(cfg)) => {
+                assert!(cfg.subreaper);
+                assert_eq!(cfg.verbosity, 2);
+            }
+            other => panic!("expected pause mode, got {other:?}"),
+        }
+        assert_eq!(
+            run(&owned(&["husk-init", "--pause", "sleep", "1"]), &[]).unwrap_err(),
+            ArgError::ProgramWithPause(b"sleep")
+        );
+        assert_eq!(
+            run(&owned(&["husk-init", "--pause", "--", "x"]), &[]).unwrap_err(),
+            ArgError::ProgramWithPause(b"x")
+        );
+        assert_eq!(
+            run(&owned(&["husk-init", "--pause=1"]), &[]).unwrap_err(),
+            ArgError::Unknown(b"--pause=1")
+        );
+        // Without --pause a program is still required.
+        assert!(config(&owned(&["husk-init", "prog"]), &[]).pause.eq(&false));
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub fn run(argv: &Argv) -> c_int {
             0
         }
         Ok(Action::Run(cfg)) => supervise(&cfg, argv),
+        Ok(Action::Pause(cfg)) => crate::pause::pause(&cfg),
         Err(err) => {
             log::set_verbosity(1);
             match err {
@@ -53,6 +54,12 @@ pub fn run(argv: &Argv) -> c_int {
                     usage(libc::STDERR_FILENO);
                 }
                 ArgError::NoProgram => usage(libc::STDERR_FILENO),
+                ArgError::ProgramWithPause(program) => {
+                    log::fatal()
+                        .s(b"--pause runs no program, but got: ")
+                        .s(program)
+                        .emit();
+                }
             }
             1
         }
@@ -252,7 +259,7 @@ fn reload_hosts(cfg: &Config, etc_hosts: Option<&EtcHosts>) {
 }
 
 /// Warns when orphans will not be re-parented to husk-init (neither PID 1 nor subreaper).
-fn reaper_check() {
+pub(crate) fn reaper_check() {
     if sys::getpid() == 1 {
         return;
     }

@@ -6,9 +6,9 @@
 //! binary links only libc; unit tests build it with std.
 //!
 //! Module map: [`init`] is the supervisor loop; [`args`] parses the command line; [`signals`],
-//! [`spawn`] and [`reap`] are the PID 1 duties; [`oom`], [`watch`], [`hosts`] and
-//! [`etc_hosts`] are the extras; [`sys`] is the only place with `unsafe`; [`log`] prints and
-//! [`text`] holds small byte-string helpers; [`signame`] and [`status`] are lookup tables.
+//! [`spawn`] and [`reap`] are the PID 1 duties; [`pause`] is the Kubernetes pause process
+//! (`--pause`); [`oom`], [`watch`], [`hosts`] and [`etc_hosts`] are the extras; [`sys`] is
+//! the only place with `unsafe`; [`log`] prints and [`text`] holds small byte-string helpers; [`signame`] and [`status`] are lookup tables.
 
 #![cfg_attr(not(test), no_std)]
 
@@ -20,6 +20,7 @@ pub mod hosts;
 pub mod init;
 pub mod log;
 pub mod oom;
+pub mod pause;
 pub mod reap;
 pub mod signals;
 pub mod signame;
