@@ -52,11 +52,30 @@ pub fn build(work: &Path) -> Result<std::path::PathBuf> {
     let busybox = husk_tests::bundle::ensure_busybox()?;
     let root = work.join("image-src");
     husk_tests::bundle::make_rootfs(&root, &busybox)?;
+    build_from(
+        work,
+        &root.join("rootfs"),
+        IMAGE,
+        json!({
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["sh"]
+        }),
+    )
+}
+
+/// Builds `work/image.tar`, an OCI image layout archive of `rootfs` as one layer named `name`
+/// with image config `config` (Env, Entrypoint, Cmd...), and returns its path.
+pub fn build_from(
+    work: &Path,
+    rootfs: &Path,
+    name: &str,
+    image_config: serde_json::Value,
+) -> Result<std::path::PathBuf> {
     let layout = work.join("oci");
     let blobs = layout.join("blobs/sha256");
     fs::create_dir_all(&blobs)?;
     let layer = work.join("layer.tar");
-    tar(&root.join("rootfs"), &layer)?;
+    tar(rootfs, &layer)?;
     let (layer_digest, layer_size) = blob(&blobs, &layer)?;
     let config = work.join("config.json");
     fs::write(
@@ -64,10 +83,7 @@ pub fn build(work: &Path) -> Result<std::path::PathBuf> {
         serde_json::to_vec(&json!({
             "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
             "os": "linux",
-            "config": {
-                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                "Cmd": ["sh"]
-            },
+            "config": image_config,
             "rootfs": {"type": "layers", "diff_ids": [layer_digest]}
         }))?,
     )?;
@@ -97,8 +113,8 @@ pub fn build(work: &Path) -> Result<std::path::PathBuf> {
                 "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "digest": manifest_digest, "size": manifest_size,
                 "annotations": {
-                    "io.containerd.image.name": IMAGE,
-                    "org.opencontainers.image.ref.name": "test"
+                    "io.containerd.image.name": name,
+                    "org.opencontainers.image.ref.name": name.rsplit(':').next().unwrap_or("latest")
                 }
             }]
         }))?,

@@ -6,6 +6,7 @@
 //! mounts, cgroups and the daemon, even when the test failed.
 
 pub mod archive;
+pub mod cri;
 pub mod docker;
 pub mod image;
 pub mod podman;

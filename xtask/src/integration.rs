@@ -11,7 +11,10 @@ use husk_tests::bundle;
 /// Debian packages the end-to-end scenarios use: containerd (containerd.rs, docs_snippets.rs);
 /// docker.io, dockerd 20.10 with its client (docker.rs); podman with conmon (podman.rs), plus
 /// what apt's --no-install-recommends leaves out that rootless podman needs (newuidmap from
-/// uidmap, catatonit for its pause process); tmux to drive `docker run -it` / `podman run -it`.
+/// uidmap, catatonit for its pause process); tmux to drive `docker run -it` / `podman run -it`;
+/// containernetworking-plugins (bridge, host-local) for the CRI test's pod network (cri.rs),
+/// and protobuf-compiler, whose protoc the `k8s-cri` crate's build script runs to generate
+/// that test's CRI client.
 pub const PACKAGES: &[&str] = &[
     "containerd",
     "docker.io",
@@ -19,6 +22,8 @@ pub const PACKAGES: &[&str] = &[
     "uidmap",
     "catatonit",
     "tmux",
+    "containernetworking-plugins",
+    "protobuf-compiler",
 ];
 
 fn installed(pkg: &str) -> bool {
