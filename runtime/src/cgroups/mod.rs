@@ -9,7 +9,7 @@
 //!
 //! libcgroups applies resources, freezes and reads statistics; husk creates, joins, lists and
 //! removes the directories itself. Why, and what husk adds on v1 and hybrid hosts, is in
-//! `v1.rs`; the v2 side (and the v2 device-rule gap) in `v2.rs`.
+//! `v1.rs`; the v2 side (and its eBPF device filter) in `v2.rs`.
 
 mod fs;
 mod path;
@@ -143,6 +143,14 @@ pub enum CgroupError {
         /// The container's cgroup path.
         cgroup: PathBuf,
         /// libcgroups' error.
+        source: BoxError,
+    },
+    /// The v2 device filter (an eBPF program built from linux.resources.devices) failed.
+    #[error("cgroup {cgroup}: device rules: {source}")]
+    DeviceFilter {
+        /// The container's cgroup path.
+        cgroup: PathBuf,
+        /// What failed, naming the rule or the bpf(2) command.
         source: BoxError,
     },
     /// The cgroup a new container would use already has processes (runc's wording).

@@ -260,12 +260,8 @@ fn deny_all_still_allows_default_devices() {
         .lines()
         .map_while(Result::ok)
         .collect();
-    if ContainerCgroup::is_v2() {
-        // Device rules need libcgroups' cgroupsv2_devices feature (see v2.rs).
-        assert!(lines.contains(&"null-ok".to_string()), "{lines:?}");
-    } else {
-        assert_eq!(lines, ["null-ok", "urandom-ok", "mem-denied"]);
-    }
+    // The same on v1 (devices.allow/deny) and v2 (husk's eBPF filter).
+    assert_eq!(lines, ["null-ok", "urandom-ok", "mem-denied"]);
 }
 
 #[test]

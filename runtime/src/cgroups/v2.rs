@@ -6,9 +6,11 @@
 //! container's parent exactly as libcgroups' `create_unified_cgroup` does, and removes it
 //! itself so that sub-cgroups the container created go too.
 //!
-//! Device rules are NOT enforced on v2 by this build: libcgroups implements them as an eBPF
-//! program behind its `cgroupsv2_devices` feature, which husk does not enable. Containers still
-//! only see the device nodes husk creates, but one with CAP_MKNOD could make others.
+//! Device rules are an eBPF program on v2; husk builds and attaches it itself (`devices`),
+//! because libcgroups' (its `cgroupsv2_devices` feature) needs libbpf, a C library. A
+//! resources object without `devices` (what `update` passes) leaves the filter as it is.
+
+mod devices;
 
 use std::path::{Path, PathBuf};
 
@@ -90,6 +92,12 @@ impl V2 {
             })?;
         if let Some((weight, devices)) = weights {
             self.apply_io_weights(rel, weight, devices.as_deref().unwrap_or_default())?;
+        }
+        if let Some(rules) = resources.devices() {
+            devices::apply(&self.dir(rel), rules).map_err(|e| CgroupError::DeviceFilter {
+                cgroup: rel.to_path_buf(),
+                source: Box::new(e),
+            })?;
         }
         Ok(())
     }
