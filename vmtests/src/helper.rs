@@ -2,16 +2,17 @@
 //! runs in the busybox rootfs), for what busybox cannot do or cannot report precisely.
 //!
 //! - `open PATH`: open PATH read-only and read from it; prints `ok` or the exact errno.
+//! - `openrw PATH`: the same, opened read-write (the device filter sees one rw request).
 //! - `hugetlb N`: map and touch N 2 MiB huge pages; prints `ok` or why the mapping failed
 //!   (a fault beyond the hugetlb limit kills the process with SIGBUS instead).
 
-use std::fs::File;
 use std::io::Read;
 
 /// Runs the helper named by `args[0]`; returns the process exit code.
 pub fn main(args: &[String]) -> i32 {
     match args {
-        [cmd, path] if cmd == "open" => open(path),
+        [cmd, path] if cmd == "open" => open(path, false),
+        [cmd, path] if cmd == "openrw" => open(path, true),
         [cmd, n] if cmd == "hugetlb" => match n.parse::<usize>() {
             Ok(n) => hugetlb(n),
             Err(_) => usage(),
@@ -21,13 +22,17 @@ pub fn main(args: &[String]) -> i32 {
 }
 
 fn usage() -> i32 {
-    eprintln!("usage: husk-vmtests helper open PATH | hugetlb N");
+    eprintln!("usage: husk-vmtests helper open PATH | openrw PATH | hugetlb N");
     2
 }
 
-fn open(path: &str) -> i32 {
+fn open(path: &str, write: bool) -> i32 {
     let mut buf = [0u8; 512];
-    match File::open(path).and_then(|mut f| f.read(&mut buf)) {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .open(path);
+    match file.and_then(|mut f| f.read(&mut buf)) {
         Ok(_) => {
             println!("ok");
             0
