@@ -1,10 +1,14 @@
 //! The tree procview serves: `proc/<file>` and `sys/devices/system/cpu/online`, laid out like
-//! the paths they replace so a bind source reads like its destination.
+//! the paths they replace so a bind source reads like its destination, and `c/`, under which
+//! every name is a copy of that tree with inodes of its own (see `inodes`).
 
 use crate::render::View;
 
 /// The root directory's inode (FUSE's fixed root).
 pub const ROOT: u64 = 1;
+
+/// `c/`: the directory of per-container copies of the tree.
+pub const CONTAINERS: u64 = 7;
 
 /// What an inode is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +40,7 @@ pub const NODES: &[Node] = &[
     node(4, 3, "devices", Kind::Dir),
     node(5, 4, "system", Kind::Dir),
     node(6, 5, "cpu", Kind::Dir),
+    node(CONTAINERS, ROOT, "c", Kind::Dir),
     node(10, 2, "meminfo", Kind::File(View::Meminfo)),
     node(11, 2, "cpuinfo", Kind::File(View::Cpuinfo)),
     node(12, 2, "stat", Kind::File(View::Stat)),
@@ -90,6 +95,7 @@ mod tests {
             .try_fold(ROOT, |dir, name| lookup(dir, name).map(|n| n.ino))
             .expect("sys/devices/system/cpu");
         assert!(lookup(cpu, "online").is_some());
-        assert_eq!(children(ROOT).count(), 2);
+        assert_eq!(children(ROOT).count(), 3);
+        assert!(NODES.iter().all(|n| n.ino < crate::inodes::LOCAL_LIMIT));
     }
 }

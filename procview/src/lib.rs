@@ -18,7 +18,9 @@
 //! | /proc/diskstats                       | `diskstats`   |
 //! | which file renders how                | `render`      |
 //! | the tree of served files              | `files`       |
+//! | per-container copies of the tree      | `inodes`      |
 //! | the FUSE filesystem                   | `fs`          |
+//! | re-binding after a server restart     | `repair`      |
 
 pub mod cgroup;
 pub mod cpuinfo;
@@ -26,9 +28,11 @@ pub mod cpus;
 pub mod diskstats;
 pub mod files;
 pub mod fs;
+pub mod inodes;
 pub mod loadavg;
 pub mod meminfo;
 pub mod render;
+pub mod repair;
 pub mod stat;
 pub mod swaps;
 pub mod uptime;

@@ -1,6 +1,7 @@
 //! /proc/loadavg from the cgroup's tasks: "R/T" are its runnable and total tasks, and the three
-//! averages decay towards the runnable count with the kernel's 1, 5 and 15 minute constants,
-//! updated whenever someone reads (no sampling thread, so a cgroup nobody reads costs nothing).
+//! averages start at 0 (as a booting kernel's do) and move towards the runnable count with the
+//! kernel's 1, 5 and 15 minute constants, updated whenever someone reads (no sampling thread, so
+//! a cgroup nobody reads costs nothing).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,10 +22,10 @@ pub struct Tasks {
 }
 
 impl Tasks {
-    /// Counts the threads of `cg` (v1 `tasks` of pids/cpu/memory, else v2 `cgroup.threads`) by
-    /// their state in /proc.
+    /// Counts the threads of `cg` (v1 `tasks` of cpu/pids/memory/cpuset, else v2
+    /// `cgroup.threads`) by their state in /proc.
     pub fn gather(cg: &Cgroup, proc_root: &Path) -> Tasks {
-        let list = ["pids", "cpu", "memory", "cpuset"]
+        let list = ["cpu", "pids", "memory", "cpuset"]
             .iter()
             .find_map(|c| cg.v1_read(c, "tasks"))
             .or_else(|| cg.v2_read("cgroup.threads"))
@@ -58,13 +59,13 @@ const PERIODS: [f64; 3] = [60.0, 300.0, 900.0];
 
 impl LoadTracker {
     /// Folds the current runnable count of cgroup `key` into its averages and returns them.
-    /// The first reading starts the averages at the current count.
+    /// The first reading of a cgroup starts its averages at 0.
     pub fn update(&self, key: &Path, running: u64, now: Instant) -> [f64; 3] {
         let Ok(mut map) = self.state.lock() else {
-            return [running as f64; 3];
+            return [0.0; 3];
         };
         let n = running as f64;
-        let entry = map.entry(key.to_path_buf()).or_insert(([n; 3], now));
+        let entry = map.entry(key.to_path_buf()).or_insert(([0.0; 3], now));
         let dt = now.saturating_duration_since(entry.1).as_secs_f64();
         for (avg, period) in entry.0.iter_mut().zip(PERIODS) {
             let e = (-dt / period).exp();
@@ -93,10 +94,10 @@ mod tests {
     fn averages_decay_towards_the_running_count() {
         let t = LoadTracker::default();
         let start = Instant::now();
-        assert_eq!(t.update(Path::new("/a"), 2, start), [2.0; 3]);
-        let later = t.update(Path::new("/a"), 0, start + Duration::from_secs(60));
+        assert_eq!(t.update(Path::new("/a"), 2, start), [0.0; 3]);
+        let later = t.update(Path::new("/a"), 2, start + Duration::from_secs(60));
         assert!(
-            later[0] < later[1] && later[1] < later[2] && later[2] < 2.0,
+            later[0] > later[1] && later[1] > later[2] && later[2] > 0.0 && later[0] < 2.0,
             "{later:?}"
         );
         let tasks = Tasks {

@@ -20,8 +20,9 @@ pub struct MemStats {
     pub usage: u64,
     /// Swap in use by the cgroup.
     pub swap_usage: u64,
-    /// memory.stat under v2's names: file, anon, shmem, file_mapped, active_anon,
-    /// inactive_anon, active_file, inactive_file, unevictable.
+    /// memory.stat under v2's names: file, anon, shmem, file_mapped, file_dirty,
+    /// file_writeback, active_anon, inactive_anon, active_file, inactive_file, unevictable, and
+    /// (v2 only: v1 does not account them) slab, slab_reclaimable, slab_unreclaimable.
     pub stat: HashMap<String, u64>,
 }
 
@@ -51,6 +52,8 @@ impl MemStats {
             ("anon", "rss"),
             ("shmem", "shmem"),
             ("file_mapped", "mapped_file"),
+            ("file_dirty", "dirty"),
+            ("file_writeback", "writeback"),
             ("active_anon", "active_anon"),
             ("inactive_anon", "inactive_anon"),
             ("active_file", "active_file"),
@@ -124,6 +127,14 @@ pub fn render(host: &str, m: &MemStats) -> String {
         ("AnonPages", kb(m.stat("anon"))),
         ("Mapped", kb(m.stat("file_mapped"))),
         ("Shmem", kb(m.stat("shmem"))),
+        // The host's figures would exceed the container's total; v1 has no slab figures, so
+        // they are 0 there (as lxcfs shows them).
+        ("Dirty", kb(m.stat("file_dirty"))),
+        ("Writeback", kb(m.stat("file_writeback"))),
+        ("Slab", kb(m.stat("slab"))),
+        ("SReclaimable", kb(m.stat("slab_reclaimable"))),
+        ("SUnreclaim", kb(m.stat("slab_unreclaimable"))),
+        ("KReclaimable", kb(m.stat("slab_reclaimable"))),
     ];
     if let Some(swap) = m.swap_limit {
         let host_swap = host_kb(host, "SwapTotal").unwrap_or(0);
@@ -163,6 +174,8 @@ SwapCached:            0 kB
 Active:          4000000 kB
 Inactive:        3000000 kB
 Shmem:            200000 kB
+Dirty:             90000 kB
+Slab:             600000 kB
 SwapTotal:       2097148 kB
 SwapFree:        2097148 kB
 HugePages_Total:       0
@@ -179,7 +192,7 @@ HugePages_Total:       0
             "memory/memory.stat",
             "cache 1\ntotal_cache 4194304\ntotal_rss 8388608\ntotal_shmem 1048576\n\
              total_active_file 2097152\ntotal_inactive_file 1048576\ntotal_active_anon 4194304\n\
-             total_inactive_anon 4194304\n",
+             total_inactive_anon 4194304\ntotal_dirty 8192\n",
         );
         let m = MemStats::gather(&cg).expect("memory cgroup");
         assert_eq!(m.limit, Some(64 << 20));
@@ -192,6 +205,8 @@ HugePages_Total:       0
         assert_eq!(host_kb(&out, "Shmem"), Some(1024));
         assert_eq!(host_kb(&out, "Active"), Some(4096 + 2048));
         assert_eq!(host_kb(&out, "Inactive"), Some(4096 + 1024));
+        assert_eq!(host_kb(&out, "Dirty"), Some(8));
+        assert_eq!(host_kb(&out, "Slab"), Some(0));
         assert_eq!(host_kb(&out, "SwapTotal"), Some(32768));
         assert_eq!(host_kb(&out, "SwapFree"), Some(32768 - 1024));
         assert!(out.contains("HugePages_Total:       0\n"), "{out}");
@@ -215,11 +230,16 @@ HugePages_Total:       0
         fx.write("memory.max", "268435456\n");
         fx.write("memory.swap.max", "max\n");
         fx.write("memory.current", "134217728\n");
-        fx.write("memory.stat", "anon 1\nfile 2097152\nshmem 0\n");
+        fx.write(
+            "memory.stat",
+            "anon 1\nfile 2097152\nshmem 0\nslab 1048576\nslab_reclaimable 524288\n",
+        );
         let m = MemStats::gather(&cg).expect("memory cgroup");
         let out = render(HOST, &m);
         assert_eq!(host_kb(&out, "MemTotal"), Some(262144));
         assert_eq!(host_kb(&out, "MemFree"), Some(131072));
         assert_eq!(host_kb(&out, "Cached"), Some(2048));
+        assert_eq!(host_kb(&out, "Slab"), Some(1024));
+        assert_eq!(host_kb(&out, "Dirty"), Some(0));
     }
 }

@@ -6,6 +6,7 @@
 pub mod cgroups;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod container;
 pub mod hooks;
 pub mod logging;

@@ -1,6 +1,7 @@
 //! procview: bind-mounts the per-container /proc views of the `husk-procview` FUSE server over
 //! the container's /proc and /sys files, when the config asks for it (annotation
-//! `io.husk.procview` = "true"). See docs/procview.md.
+//! `io.husk.procview` = "true", or `procview.enable` in husk's config file unless the annotation
+//! is "false"). See docs/procview.md.
 //!
 //! Runs in the init at the end of [`super::prepare`]: /proc and /sys are mounted by then, the
 //! masked and read-only paths are not applied yet, and the root is not switched, so the server's
@@ -38,12 +39,22 @@ const VIEWS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Whether the config asks for procview.
+/// Whether the container gets procview: its annotation, else husk's config file.
 pub fn wanted(spec: &Spec) -> bool {
-    spec.annotations()
-        .as_ref()
-        .and_then(|a| a.get(ANNOTATION))
-        .is_some_and(|v| v == "true")
+    match annotation(spec) {
+        Some(on) => on,
+        None => crate::config::get().procview.enable,
+    }
+}
+
+/// The annotation's say: Some(true) for "true", Some(false) for "false", None otherwise (absent
+/// or another value, which leaves it to the config file).
+fn annotation(spec: &Spec) -> Option<bool> {
+    match spec.annotations().as_ref()?.get(ANNOTATION)?.as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
 }
 
 /// The server's mount directory: `HUSK_PROCVIEW_DIR` (inherited from `husk create`) or
@@ -68,11 +79,25 @@ pub(super) fn bind_views(spec: &Spec, root: &Root) {
         ));
         return;
     }
+    let base = own_copy(&dir);
     for (source, destination) in VIEWS {
-        if let Err(e) = bind_one(root, &dir.join(source), Path::new(destination)) {
+        if let Err(e) = bind_one(root, &base.join(source), Path::new(destination)) {
             crate::logging::warn(&format!("procview: {destination}: {e}"));
         }
     }
+}
+
+/// The container's own copy of the server's tree, `DIR/c/<init's host pid>`: inodes no other
+/// container reads, so the kernel's page cache of one container's sendfile readers never serves
+/// another's (docs/procview.md). Falls back to the shared tree when the pid is unknown or the
+/// server has no `c/` (an older server).
+fn own_copy(dir: &Path) -> PathBuf {
+    // /proc here is still the host's (the root is not switched): "self" is the host pid.
+    let own = std::fs::read_link("/proc/self")
+        .ok()
+        .map(|pid| dir.join("c").join(pid))
+        .filter(|p| p.is_dir());
+    own.unwrap_or_else(|| dir.to_path_buf())
 }
 
 /// Starts a `husk-procview` server when the config asks for procview and none is mounted yet.
@@ -180,10 +205,16 @@ mod tests {
     }
 
     #[test]
-    fn only_the_string_true_turns_it_on() {
+    fn the_annotation_says_true_or_false_or_leaves_it_to_the_config() {
+        assert_eq!(annotation(&spec_with(&[(ANNOTATION, "true")])), Some(true));
+        assert_eq!(
+            annotation(&spec_with(&[(ANNOTATION, "false")])),
+            Some(false)
+        );
+        assert_eq!(annotation(&spec_with(&[(ANNOTATION, "yes")])), None);
+        assert_eq!(annotation(&spec_with(&[])), None);
+        assert_eq!(annotation(&Spec::default()), None);
         assert!(wanted(&spec_with(&[(ANNOTATION, "true")])));
-        assert!(!wanted(&spec_with(&[(ANNOTATION, "yes")])));
-        assert!(!wanted(&spec_with(&[])));
-        assert!(!wanted(&Spec::default()));
+        assert!(!wanted(&spec_with(&[(ANNOTATION, "false")])));
     }
 }
