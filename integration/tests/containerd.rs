@@ -436,3 +436,96 @@ fn husk_shim_groups_a_pods_containers() {
     }
     assert!(c.shim_pids().is_empty(), "shims left: {:?}", c.shim_pids());
 }
+
+#[test]
+fn husk_shim_of_a_pod_killed_is_cleaned_up_and_replaced() {
+    require_containerd!();
+    let c = start();
+    let pod = ["--annotation", "io.kubernetes.cri.sandbox-id=podk", "-d"];
+    let bundle = |id: &str| {
+        c.dir
+            .join("state/io.containerd.runtime.v2.task")
+            .join(&c.namespace)
+            .join(id)
+    };
+    let mut inits = Vec::new();
+    for id in ["k1", "k2"] {
+        let out = c.run(Shim::Husk, &pod, id, &["sh", "-c", LOOP]);
+        assert!(out.success(), "{out}");
+        assert!(
+            c.wait_status(id, "RUNNING", T),
+            "{}",
+            c.ctr(&["task", "ls"])
+        );
+        inits.push(c.task(id).unwrap_or_default().1);
+    }
+    let address = std::fs::read_to_string(bundle("k1").join("address")).unwrap_or_default();
+    let socket = address.trim().trim_start_matches("unix://").to_string();
+    assert!(Path::new(&socket).exists(), "shim socket {socket}");
+    let state = |id: &str| c.dir.join("husk-root").join(&c.namespace).join(id);
+    assert!(state("k1").is_dir(), "husk state {}", state("k1").display());
+    let mounted = |id: &str| {
+        let rootfs = bundle(id).join("rootfs");
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .contains(&format!(" {} ", rootfs.display()))
+    };
+    assert!(mounted("k1"), "the shim mounted k1's rootfs");
+    let shims = c.shim_pids();
+    assert_eq!(shims.len(), 1, "one shim for the pod: {shims:?}");
+    // SAFETY: plain syscall on the shim this test's containerd started.
+    unsafe { libc::kill(shims[0], libc::SIGKILL) };
+
+    // containerd sees the connection of each task close and runs the `delete` action for
+    // each: both containers are force-deleted, their rootfs unmounted, the socket removed.
+    let deadline = std::time::Instant::now() + T;
+    while inits.iter().any(|p| husk_tests::host::alive(*p)) && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for p in &inits {
+        assert!(!husk_tests::host::alive(*p), "init {p} survived its shim");
+    }
+    for id in ["k1", "k2"] {
+        assert!(!mounted(id), "{id}'s rootfs still mounted");
+        assert!(
+            !state(id).exists(),
+            "husk state {} left",
+            state(id).display()
+        );
+        let ls = c.ctr(&["task", "ls"]);
+        assert!(c.task(id).is_none_or(|(s, _)| s != "RUNNING"), "{ls}");
+        let _ = c.ctr(&["task", "rm", id]);
+        assert!(c.ctr(&["containers", "rm", id]).success());
+    }
+    assert!(
+        !Path::new(&socket).exists(),
+        "dead shim's socket {socket} left"
+    );
+
+    // The pod goes on: its next container gets a new shim at the same address.
+    let out = c.run(Shim::Husk, &pod, "k3", &["sh", "-c", LOOP]);
+    assert!(out.success(), "{out}");
+    assert!(c.wait_status("k3", "RUNNING", T));
+    assert_eq!(
+        std::fs::read_to_string(bundle("k3").join("address")).unwrap_or_default(),
+        address
+    );
+    let fifo = c.fifo_dir();
+    let out = c.ctr(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &fifo,
+        "--exec-id",
+        "e3",
+        "k3",
+        "echo",
+        "served",
+    ]);
+    assert!(out.success() && out.stdout.contains("served"), "{out}");
+    assert!(c.ctr(&["task", "kill", "k3"]).success());
+    assert!(c.wait_status("k3", "STOPPED", T));
+    assert!(c.ctr(&["task", "rm", "k3"]).success());
+    assert!(c.ctr(&["containers", "rm", "k3"]).success());
+}

@@ -71,22 +71,32 @@ impl Cgroup {
     /// The cgroups of `pid`.
     pub fn of_pid(pid: i32) -> std::io::Result<Cgroup> {
         let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
-        let entries = parse_proc_cgroup(&text);
         if is_unified() {
-            let path = entries
-                .iter()
-                .find(|(c, _)| c.is_empty())
-                .map(|(_, p)| p.clone())
-                .ok_or_else(|| {
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "no cgroup v2 entry")
-                })?;
-            return Ok(Cgroup::V2(
-                Path::new(CGROUP_ROOT).join(path.trim_start_matches('/')),
-            ));
+            return Cgroup::v2_of(&text, Path::new(CGROUP_ROOT));
         }
         let mounts = v1_mounts(&fs::read_to_string("/proc/self/mountinfo")?);
+        Ok(Cgroup::v1_of(&text, &mounts))
+    }
+
+    /// The unified cgroup named by /proc/PID/cgroup text (its `0::PATH` line), under `root`.
+    fn v2_of(proc_cgroup: &str, root: &Path) -> std::io::Result<Cgroup> {
+        let path = parse_proc_cgroup(proc_cgroup)
+            .into_iter()
+            .find(|(c, _)| c.is_empty())
+            .map(|(_, p)| p)
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no cgroup v2 entry (0::PATH) in {proc_cgroup:?}"),
+                )
+            })?;
+        Ok(Cgroup::V2(root.join(path.trim_start_matches('/'))))
+    }
+
+    /// The v1 cgroups named by /proc/PID/cgroup text, each under its controller's mount.
+    fn v1_of(proc_cgroup: &str, mounts: &HashMap<String, PathBuf>) -> Cgroup {
         let mut dirs = HashMap::new();
-        for (ctrls, path) in entries {
+        for (ctrls, path) in parse_proc_cgroup(proc_cgroup) {
             for c in ctrls {
                 let name = c.strip_prefix("name=").unwrap_or(&c).to_string();
                 if let Some(m) = mounts.get(&name) {
@@ -94,7 +104,7 @@ impl Cgroup {
                 }
             }
         }
-        Ok(Cgroup::V1(dirs))
+        Cgroup::V1(dirs)
     }
 
     /// The directory of a v1 controller (or the v2 directory for any name).
@@ -155,6 +165,46 @@ mod tests {
         assert_eq!(m["memory"], PathBuf::from("/sys/fs/cgroup/memory"));
         assert_eq!(m["cpuacct"], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
         assert!(!m.contains_key("unified"));
+    }
+
+    #[test]
+    fn v2_cgroup_is_the_unified_entry() {
+        let root = Path::new("/sys/fs/cgroup");
+        // Pure v2, and a hybrid host's text (v1 lines next to the unified one).
+        for text in [
+            "0::/ns/c1\n",
+            "4:memory:/ns/c1\n1:name=systemd:/x\n0::/ns/c1\n",
+        ] {
+            assert_eq!(
+                Cgroup::v2_of(text, root).expect("v2"),
+                Cgroup::V2(PathBuf::from("/sys/fs/cgroup/ns/c1"))
+            );
+        }
+        let err = Cgroup::v2_of("4:memory:/ns/c1\n", root).expect_err("no 0:: line");
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(
+            Cgroup::V2(PathBuf::from("/x")).dir("memory"),
+            Some(Path::new("/x")),
+            "every controller is the one directory"
+        );
+    }
+
+    #[test]
+    fn v1_cgroups_per_controller() {
+        let mounts = v1_mounts(
+            "30 25 0:26 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+             31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n",
+        );
+        let cg = Cgroup::v1_of("5:cpu,cpuacct:/ns/c1\n4:memory:/ns/c1\n0::/\n", &mounts);
+        assert_eq!(
+            cg.dir("memory"),
+            Some(Path::new("/sys/fs/cgroup/memory/ns/c1"))
+        );
+        assert_eq!(
+            cg.dir("cpuacct"),
+            Some(Path::new("/sys/fs/cgroup/cpu,cpuacct/ns/c1"))
+        );
+        assert_eq!(cg.dir("pids"), None);
     }
 
     #[test]

@@ -12,16 +12,21 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 /// How long a logger has to exit after SIGTERM (containerd's `binaryIOProcTermTimeout`).
 const TERM_TIMEOUT: Duration = Duration::from_secs(12);
+
+/// How long a logger has to signal ready (write to or close fd 5). Create waits for it; a
+/// logger that hangs must fail the Create, not block it (and the container) forever.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Whose output a logger receives: `CONTAINER_ID` (the container id for an init, the exec id
 /// for an exec, as runc-v2 passes) and `CONTAINER_NAMESPACE`.
@@ -113,14 +118,60 @@ fn high_dup(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(dup) })
 }
 
+/// Waits until the ready pipe has data or is at EOF (both mean ready, as in containerd).
+fn wait_ready(ready: OwnedFd, timeout: Duration) -> std::io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("did not signal ready (write to or close fd 5) within {timeout:?}"),
+            ));
+        }
+        let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(ready.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => break,
+            Err(e) => return Err(std::io::Error::from(e)),
+        }
+    }
+    let mut ready = File::from(ready);
+    let mut b = [0u8; 1];
+    loop {
+        match ready.read(&mut b) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("reading the ready pipe: {e}"),
+                ))
+            }
+        }
+    }
+}
+
 impl BinaryLogger {
     /// Starts the logger for `uri` on the read ends of the process's stdout and stderr pipes
-    /// and waits until it is ready.
+    /// and waits until it is ready, at most [`READY_TIMEOUT`].
     pub fn spawn(
         uri: &str,
         who: &LogIdentity,
         stdout: OwnedFd,
         stderr: OwnedFd,
+    ) -> std::io::Result<BinaryLogger> {
+        Self::spawn_within(uri, who, stdout, stderr, READY_TIMEOUT)
+    }
+
+    /// [`BinaryLogger::spawn`] with the readiness timeout given.
+    fn spawn_within(
+        uri: &str,
+        who: &LogIdentity,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+        ready_timeout: Duration,
     ) -> std::io::Result<BinaryLogger> {
         let (path, args) = command_line(uri)?;
         let (ready_r, ready_w) =
@@ -160,20 +211,13 @@ impl BinaryLogger {
         // stream pipes' read ends live only in the logger.
         drop((fds, ready_w, stdout, stderr));
         let logger = BinaryLogger { pid };
-        let mut ready = File::from(ready_r);
-        let mut b = [0u8; 1];
-        loop {
-            match ready.read(&mut b) {
-                Ok(_) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    logger.stop();
-                    return Err(std::io::Error::new(
-                        e.kind(),
-                        format!("reading the ready pipe of logger {path}: {e}"),
-                    ));
-                }
-            }
+        if let Err(e) = wait_ready(ready_r, ready_timeout) {
+            // It never became ready: nothing to flush, so no SIGTERM grace either.
+            let _ = kill(logger.pid, Signal::SIGKILL);
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("logger {path} (pid {}): {e}", logger.pid),
+            ));
         }
         Ok(logger)
     }
@@ -224,6 +268,67 @@ mod tests {
         assert_eq!((p.as_str(), a.len()), ("/bin/x", 0));
         assert!(command_line("binary://").is_err());
         assert!(command_line("file:///x").is_err());
+    }
+
+    fn pipe_pair() -> (OwnedFd, OwnedFd) {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe")
+    }
+
+    fn script(dir: &std::path::Path, body: &str) -> String {
+        let path = dir.join("logger.sh");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        format!("binary://{}", path.display())
+    }
+
+    #[test]
+    fn logger_that_never_signals_ready_fails_create_in_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Holds fd 5 open and never writes: not ready, ever.
+        let uri = script(dir.path(), "echo $$ > \"$0.pid\"; exec sleep 1000");
+        let ((out_r, _out_w), (err_r, _err_w)) = (pipe_pair(), pipe_pair());
+        let t0 = Instant::now();
+        let err = BinaryLogger::spawn_within(
+            &uri,
+            &LogIdentity::default(),
+            out_r,
+            err_r,
+            Duration::from_millis(300),
+        )
+        .expect_err("a logger that is never ready must fail");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains("did not signal ready"), "{err}");
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        // The logger was killed (this test process reaps it: it is our child).
+        let pid: i32 = std::fs::read_to_string(dir.path().join("logger.sh.pid"))
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid");
+        let status = nix::sys::wait::waitpid(Pid::from_raw(pid), None).expect("waitpid");
+        assert_eq!(
+            status,
+            nix::sys::wait::WaitStatus::Signaled(Pid::from_raw(pid), Signal::SIGKILL, false)
+        );
+    }
+
+    #[test]
+    fn logger_ready_by_closing_fd5() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let uri = script(dir.path(), "exec 5>&-; exec sleep 1000");
+        let ((out_r, _out_w), (err_r, _err_w)) = (pipe_pair(), pipe_pair());
+        let logger = BinaryLogger::spawn_within(
+            &uri,
+            &LogIdentity::default(),
+            out_r,
+            err_r,
+            Duration::from_secs(10),
+        )
+        .expect("ready");
+        let pid = logger.pid;
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
     }
 
     #[test]

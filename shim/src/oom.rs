@@ -126,3 +126,76 @@ fn watch_v2(
         })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    fn events(oom_kill: u64, high: u64) -> String {
+        format!("low 0\nhigh {high}\nmax 0\noom {oom_kill}\noom_kill {oom_kill}\n")
+    }
+
+    /// cgroup v2's memory.events, played by a file: the kernel signals changes to it with
+    /// IN_MODIFY, as a write does. (This host is cgroup v1; the path is tested here.)
+    #[test]
+    fn v2_oom_kill_counter_going_up_is_an_oom() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("memory.events");
+        // An OOM from before the watch started is not reported again.
+        fs::write(&file, events(1, 0)).expect("write");
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        watch_v2(dir.path().to_path_buf(), stop.clone(), move || {
+            let _ = tx.send(());
+        })
+        .expect("watch");
+
+        fs::write(&file, events(1, 5)).expect("write");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(500)).is_err(),
+            "a change that is not an oom_kill is no OOM"
+        );
+        fs::write(&file, events(2, 5)).expect("write");
+        assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok(), "TaskOOM");
+        fs::write(&file, events(3, 5)).expect("write");
+        assert!(
+            rx.recv_timeout(Duration::from_secs(5)).is_ok(),
+            "second TaskOOM"
+        );
+
+        // The cgroup going away (the file removed: IN_IGNORED) ends the watch; the callback
+        // (and its sender) is dropped with the thread.
+        fs::remove_file(&file).expect("remove");
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        );
+    }
+
+    #[test]
+    fn v2_watch_stops_when_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("memory.events"), events(0, 0)).expect("write");
+        let (tx, rx) = mpsc::channel::<()>();
+        let stop = Arc::new(AtomicBool::new(false));
+        watch_v2(dir.path().to_path_buf(), stop.clone(), move || {
+            let _ = tx.send(());
+        })
+        .expect("watch");
+        drop(OomWatcher { stop });
+        // The thread notices within its 1 s poll and drops the callback.
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        );
+    }
+
+    #[test]
+    fn v2_watch_needs_memory_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stop = Arc::new(AtomicBool::new(false));
+        assert!(watch_v2(dir.path().to_path_buf(), stop, || {}).is_err());
+    }
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use containerd_shim::event::Event;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
-use containerd_shim::protos::protobuf::MessageDyn;
+use containerd_shim::protos::protobuf::Message;
 use containerd_shim::protos::shim::event::Envelope;
 use containerd_shim::protos::shim::events::ForwardRequest;
 use containerd_shim::protos::ttrpc::{self, context};
@@ -22,6 +22,10 @@ use crate::process::unix_parts;
 /// a bit more).
 pub const MAX_AGE: Duration = Duration::from_secs(15 * 60);
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the connection to containerd stays open with nothing to send. Events come in
+/// bursts (create and start, exit and delete) and the ttrpc client keeps two threads while
+/// connected, so a shim that idles for its container's whole life closes it.
+const IDLE: Duration = Duration::from_secs(2);
 
 struct Pending {
     req: ForwardRequest,
@@ -37,10 +41,42 @@ pub struct Publisher {
     inflight: Arc<(Mutex<usize>, Condvar)>,
 }
 
-fn to_any(event: &dyn MessageDyn) -> Option<Any> {
+/// An event's protobuf type name, which containerd reads from the envelope's type_url.
+///
+/// Constants rather than protobuf reflection (`descriptor().full_name()`): the first call of
+/// the latter builds the descriptor tables of every file the message's file imports, ~0.3 MB
+/// of heap for the shim's whole life (docs/shim-design.md, "Memory").
+pub trait TypeName {
+    /// The fully qualified name, e.g. `containerd.events.TaskExit`.
+    const TYPE_NAME: &'static str;
+}
+
+macro_rules! event_type_names {
+    ($($t:ident),* $(,)?) => {
+        $(impl TypeName for containerd_shim::protos::events::task::$t {
+            const TYPE_NAME: &'static str = concat!("containerd.events.", stringify!($t));
+        })*
+    };
+}
+
+event_type_names!(
+    TaskCreate,
+    TaskStart,
+    TaskDelete,
+    TaskIO,
+    TaskExit,
+    TaskOOM,
+    TaskExecAdded,
+    TaskExecStarted,
+    TaskPaused,
+    TaskResumed,
+    TaskCheckpointed,
+);
+
+fn to_any<E: Message + TypeName>(event: &E) -> Option<Any> {
     let mut any = Any::new();
-    any.value = event.write_to_bytes_dyn().ok()?;
-    any.type_url = event.descriptor_dyn().full_name().to_string();
+    any.value = event.write_to_bytes().ok()?;
+    any.type_url = E::TYPE_NAME.to_string();
     Some(any)
 }
 
@@ -61,7 +97,7 @@ impl Publisher {
     }
 
     /// Queues `event` (a TaskExit, TaskCreate, ...) for containerd.
-    pub fn publish<E: Event + MessageDyn>(&self, event: E) {
+    pub fn publish<E: Event + Message + TypeName>(&self, event: E) {
         let topic = event.topic();
         let Some(any) = to_any(&event) else {
             log::error!("cannot encode event {topic}");
@@ -135,9 +171,17 @@ fn connect(address: &str) -> Result<EventsClient, String> {
 fn forward_loop(address: &str, rx: Receiver<Pending>, inflight: &Arc<(Mutex<usize>, Condvar)>) {
     let mut client: Option<EventsClient> = None;
     loop {
-        let ev = match rx.recv_timeout(Duration::from_secs(3600)) {
+        let wait = if client.is_some() {
+            IDLE
+        } else {
+            Duration::from_secs(3600)
+        };
+        let ev = match rx.recv_timeout(wait) {
             Ok(ev) => ev,
-            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Timeout) => {
+                client = None;
+                continue;
+            }
             Err(RecvTimeoutError::Disconnected) => return,
         };
         let mut backoff = Duration::from_millis(50);
@@ -172,5 +216,31 @@ fn forward_loop(address: &str, rx: Receiver<Pending>, inflight: &Arc<(Mutex<usiz
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
         done(inflight);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use containerd_shim::protos::events::task::*;
+    use containerd_shim::protos::protobuf::MessageFull;
+
+    fn reflected<E: MessageFull + TypeName>() {
+        assert_eq!(E::TYPE_NAME, E::descriptor().full_name());
+    }
+
+    #[test]
+    fn type_names_match_the_descriptors() {
+        reflected::<TaskCreate>();
+        reflected::<TaskStart>();
+        reflected::<TaskDelete>();
+        reflected::<TaskIO>();
+        reflected::<TaskExit>();
+        reflected::<TaskOOM>();
+        reflected::<TaskExecAdded>();
+        reflected::<TaskExecStarted>();
+        reflected::<TaskPaused>();
+        reflected::<TaskResumed>();
+        reflected::<TaskCheckpointed>();
     }
 }

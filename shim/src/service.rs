@@ -17,7 +17,7 @@ use containerd_shim::protos::events::task::{
 };
 use containerd_shim::protos::protobuf::well_known_types::empty::Empty;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::{MessageDyn, MessageField};
+use containerd_shim::protos::protobuf::{Message, MessageField};
 use containerd_shim::protos::types::task::Status as TaskStatus;
 use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
 
@@ -25,7 +25,7 @@ use crate::container::{Container, CreateSpec};
 use crate::error::{Result, ShimError};
 use crate::options::ShimOptions;
 use crate::process::{unix_parts, Process, Status};
-use crate::publisher::Publisher;
+use crate::publisher::{Publisher, TypeName};
 use crate::stdio::StdioPaths;
 
 /// Exits nobody claimed yet (a process may exit before its pid is registered).
@@ -90,7 +90,7 @@ fn task_status(s: Status) -> TaskStatus {
 }
 
 impl Inner {
-    fn publish<E: Event + MessageDyn>(&self, e: E) {
+    fn publish<E: Event + Message + TypeName>(&self, e: E) {
         self.publisher.publish(e);
     }
 

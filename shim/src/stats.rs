@@ -7,19 +7,24 @@ use std::path::Path;
 use containerd_shim::protos::cgroups::metrics as v1;
 use containerd_shim::protos::cgroups_v2::metrics as v2;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
-use containerd_shim::protos::protobuf::{MessageField, MessageFull};
+use containerd_shim::protos::protobuf::{Message, MessageField};
 
 use crate::cgroup::{read_keyed, read_u64, Cgroup};
 
 /// USER_HZ: cpuacct.stat counts in these ticks.
 const USER_HZ: u64 = 100;
 
-fn any_of<M: MessageFull>(m: &M) -> std::io::Result<Any> {
+/// The metrics types' protobuf names, as constants: asking protobuf reflection
+/// (`descriptor().full_name()`) builds descriptor tables that stay in the shim's heap.
+const V1_METRICS: &str = "io.containerd.cgroups.v1.Metrics";
+const V2_METRICS: &str = "io.containerd.cgroups.v2.Metrics";
+
+fn any_of<M: Message>(m: &M, type_url: &str) -> std::io::Result<Any> {
     let value = m
         .write_to_bytes()
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(Any {
-        type_url: M::descriptor().full_name().to_string(),
+        type_url: type_url.to_string(),
         value,
         ..Default::default()
     })
@@ -28,8 +33,8 @@ fn any_of<M: MessageFull>(m: &M) -> std::io::Result<Any> {
 /// The metrics of the cgroup `pid` lives in, as an Any.
 pub fn collect(pid: i32) -> std::io::Result<Any> {
     match Cgroup::of_pid(pid)? {
-        Cgroup::V2(dir) => any_of(&metrics_v2(&dir)),
-        cg @ Cgroup::V1(_) => any_of(&metrics_v1(&cg)),
+        Cgroup::V2(dir) => any_of(&metrics_v2(&dir), V2_METRICS),
+        cg @ Cgroup::V1(_) => any_of(&metrics_v1(&cg), V1_METRICS),
     }
 }
 
@@ -232,17 +237,30 @@ mod tests {
         fs::write(d.path().join("memory.current"), "4096\n").expect("w");
         fs::write(d.path().join("cpu.stat"), "usage_usec 10\nuser_usec 6\n").expect("w");
         fs::write(d.path().join("memory.events"), "oom 1\noom_kill 2\n").expect("w");
+        fs::write(d.path().join("memory.max"), "max\n").expect("w");
+        fs::write(
+            d.path().join("memory.stat"),
+            "anon 100\nfile 200\nworkingset_refault_anon 1\nworkingset_refault_file 2\n",
+        )
+        .expect("w");
         let m = metrics_v2(d.path());
+        assert_eq!((m.memory.anon, m.memory.file), (100, 200));
+        assert_eq!(m.memory.workingset_refault, 3);
+        assert_eq!(
+            m.memory.usage_limit,
+            u64::MAX,
+            "memory.max \"max\" is no limit"
+        );
+        assert_eq!(m.memory.swap_usage, 0, "a missing file reads as 0");
         assert_eq!(m.pids.current, 3);
         assert_eq!(m.pids.limit, 0);
         assert_eq!(m.memory.usage, 4096);
         assert_eq!(m.cpu.usage_usec, 10);
         assert_eq!(m.memory_events.oom_kill, 2);
-        let any = any_of(&m).expect("any");
-        assert_eq!(any.type_url, "io.containerd.cgroups.v2.Metrics");
-        assert_eq!(
-            any_of(&v1::Metrics::new()).expect("any").type_url,
-            "io.containerd.cgroups.v1.Metrics"
-        );
+        let any = any_of(&m, V2_METRICS).expect("any");
+        assert_eq!(v2::Metrics::parse_from_bytes(&any.value).expect("parse"), m);
+        use containerd_shim::protos::protobuf::MessageFull;
+        assert_eq!(V2_METRICS, v2::Metrics::descriptor().full_name());
+        assert_eq!(V1_METRICS, v1::Metrics::descriptor().full_name());
     }
 }
