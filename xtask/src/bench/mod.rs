@@ -8,7 +8,9 @@
 
 mod inits;
 mod probes;
+mod procview;
 mod runtimes;
+mod shim;
 mod stats;
 mod timing;
 
@@ -49,10 +51,12 @@ pub fn cmd_bench(args: &BenchArgs) -> Result<()> {
             "dumb-init",
             "catatonit",
             "busybox-static",
+            "containerd",
         ])?;
         crate::run_step({
             let mut c = crate::cargo();
-            c.args(["build", "--release", "-p", "husk", "-p", "husk-init"]);
+            c.args(["build", "--release", "-p", "husk", "-p", "husk-init"])
+                .args(["-p", "containerd-shim-husk-v2"]);
             c
         })?;
         let exe = std::env::current_exe()?;
@@ -176,6 +180,17 @@ fn inner(args: &BenchArgs, ws: &Path) -> Result<()> {
         ins.insert(name.into(), v);
     }
     report.insert("inits".into(), Value::Object(ins));
+
+    eprintln!("bench: shims ...");
+    let counts: &[usize] = if args.quick { &[1, 10] } else { &[1, 10, 50] };
+    let shim_bin = release.join("containerd-shim-husk-v2");
+    let shims = shim::measure(&shim_bin, &release.join("husk"), counts, n)
+        .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
+    report.insert("shim".into(), shims);
+
+    eprintln!("bench: procview ...");
+    let pv = procview::measure(args.quick).unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
+    report.insert("procview".into(), pv);
 
     let mut sizes = Map::new();
     for (name, bin) in [
@@ -366,6 +381,8 @@ fn markdown(r: &Value) -> String {
             .collect();
         let _ = writeln!(s, "{row} {} |", ratio(&ins, "husk-init", fig, &peers));
     }
+    s.push_str(&shim::markdown(&r["shim"]));
+    s.push_str(&procview::markdown(&r["procview"]));
     let _ = writeln!(
         s,
         "\n## Binary sizes (bytes)\n\n| binary | bytes |\n|---|---|"
