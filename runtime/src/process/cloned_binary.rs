@@ -5,13 +5,18 @@
 //! `#!/proc/self/exe` script, or anything the kernel resolves to it) would run husk's own
 //! file inside the container and could then open /proc/PID/exe for writing. Checking the
 //! target path cannot help (the kernel resolves interpreters itself), so before it forks into
-//! a container husk re-executes itself from a copy nobody can write:
+//! a container husk makes sure it runs from a copy nobody can write:
 //!
-//! 1. a read-only bind mount of its binary, detached at once so it has no path (what runc
-//!    1.1 and crun call bindfd): costs a few mount calls and one exec, no memory;
-//! 2. where mounting is not allowed (rootless), a sealed memfd copy (runc 1.1's fallback).
+//! 1. a read-only bind mount of its binary that is detached from the start, so it has no path
+//!    (`open_tree` + `mount_setattr`, Linux 5.12), made this process's executable in place by
+//!    `exe_switch.rs` (needs CAP_SYS_RESOURCE): no exec, no scratch file, a few syscalls;
+//! 2. failing that, the same detached bind (or, before Linux 5.12, a bind mount on a scratch
+//!    file in --root, detached at once: what runc 1.1 and crun call bindfd), re-executed;
+//! 3. where mounting is not allowed (rootless), a sealed memfd copy (runc 1.1's fallback),
+//!    re-executed.
 //!
-//! A process already running from either is left alone, so the re-exec happens once.
+//! A process already running from either is left alone, so the re-exec happens once. Every
+//! child (the container's init, an exec'd process) inherits the protected executable.
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
@@ -42,11 +47,60 @@ pub fn ensure(scratch: &Path) -> Result<(), ClonedBinaryError> {
     if is_protected(&exe) {
         return Ok(());
     }
+    if let Ok(ro) = detached_readonly(&exe) {
+        if super::exe_switch::switch(&exe, &ro).is_ok() {
+            return Ok(());
+        }
+        return reexec(ro.as_raw_fd());
+    }
     let copy = match bind_readonly(&exe, scratch) {
         Ok(fd) => fd,
         Err(_) => sealed_memfd(&exe)?,
     };
     reexec(copy.as_raw_fd())
+}
+
+/// A read-only bind mount of the binary that never had a path (open_tree with
+/// OPEN_TREE_CLONE makes it detached), opened for reading: what exec and mmap need.
+fn detached_readonly(exe: &File) -> io::Result<File> {
+    let flags = libc::OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    // SAFETY: open_tree on a descriptor we own with an empty path; returns a new descriptor.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            exe.as_raw_fd(),
+            c"".as_ptr(),
+            flags | libc::AT_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    if tree < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: tree is a fresh descriptor returned by the kernel.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr on the detached mount we own, with a struct of the size we pass.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The open_tree descriptor is O_PATH; reopening it through /proc gives a readable one on
+    // the same (read-only, detached) mount.
+    File::open(format!("/proc/self/fd/{}", tree.as_raw_fd()))
 }
 
 /// Whether the running binary lives on a read-only mount or is a sealed memfd.

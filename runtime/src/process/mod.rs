@@ -3,6 +3,7 @@
 pub mod capabilities;
 pub mod cloned_binary;
 pub mod console;
+pub mod exe_switch;
 pub mod exec;
 pub mod fork;
 pub mod hostname;
