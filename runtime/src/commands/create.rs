@@ -215,9 +215,20 @@ impl MainSteps for Steps<'_> {
         Ok(())
     }
 
-    fn prepared(&mut self, pid: Pid) -> Result<String, String> {
+    fn state_json(&mut self, pid: Pid) -> String {
         self.state.pid = pid.as_raw();
-        let json = self.state.hook_json(Status::Creating);
+        self.state.hook_json(Status::Creating)
+    }
+
+    fn has_runtime_hooks(&self) -> bool {
+        self.spec.hooks().as_ref().is_some_and(|h| {
+            [h.prestart(), h.create_runtime()]
+                .iter()
+                .any(|l| l.as_ref().is_some_and(|l| !l.is_empty()))
+        })
+    }
+
+    fn runtime_hooks(&mut self, state_json: &str) -> Result<(), String> {
         if let Some(h) = self.spec.hooks() {
             // prestart is deprecated but still run, before createRuntime, as runc does.
             for (kind, list) in [
@@ -226,12 +237,12 @@ impl MainSteps for Steps<'_> {
             ] {
                 if let Some(list) = list {
                     // In the bundle directory, as runc runs them.
-                    hooks::run_in(kind, list, &json, Some(&self.state.bundle))
+                    hooks::run_in(kind, list, state_json, Some(&self.state.bundle))
                         .map_err(|e| e.to_string())?;
                 }
             }
         }
-        Ok(json)
+        Ok(())
     }
 }
 

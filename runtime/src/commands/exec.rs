@@ -200,10 +200,6 @@ impl MainSteps for JoinCgroup<'_> {
         }
         self.0.add_task(pid).map_err(|e| e.to_string())
     }
-
-    fn prepared(&mut self, _pid: nix::unistd::Pid) -> Result<String, String> {
-        Ok(String::new())
-    }
 }
 
 /// The process to run: --process as given, or the container's process with the flags applied.

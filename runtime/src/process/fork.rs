@@ -47,9 +47,18 @@ pub enum SpawnError {
 pub trait MainSteps {
     /// Puts the intermediate (and so all it clones) into the container's cgroup and applies limits.
     fn join_cgroup(&mut self, pid: Pid) -> Result<(), String>;
-    /// Runs prestart and createRuntime hooks for an init of `pid`; returns the state JSON that
-    /// the hooks inside the container receive.
-    fn prepared(&mut self, pid: Pid) -> Result<String, String>;
+    /// The state JSON for an init of `pid`, which hooks inside the container receive.
+    fn state_json(&mut self, _pid: Pid) -> String {
+        String::new()
+    }
+    /// Whether there are prestart or createRuntime hooks, which run once the rootfs is ready.
+    fn has_runtime_hooks(&self) -> bool {
+        false
+    }
+    /// Runs the prestart and createRuntime hooks with `state_json`.
+    fn runtime_hooks(&mut self, _state_json: &str) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Starts the container's init and returns its host pid once it waits on the exec FIFO.
@@ -207,13 +216,24 @@ fn drive(
         }
     };
     *init_pid = Some(pid);
-    // The init holds the same channel end as the intermediate: it waits for this before it
-    // speaks, so its messages never race the intermediate's.
-    chan.send(&Msg::Go)?;
-    if ctx.kind == InitKind::Container {
+    // The init holds the same channel end as the intermediate: it sets itself up meanwhile but
+    // waits for this before it speaks, so its messages never race the intermediate's. With no
+    // hooks to run on the host, Go carries all the init needs from main: one round trip of
+    // three processes fewer on the path of every `create`.
+    let container = ctx.kind == InitKind::Container;
+    let hooks = container && steps.has_runtime_hooks();
+    let state_json = if container {
+        steps.state_json(pid)
+    } else {
+        String::new()
+    };
+    if hooks {
+        chan.send(&Msg::Go(None))?;
         chan.expect(&Msg::Prepared, "the rootfs", STEP_TIMEOUT)?;
-        let state_json = steps.prepared(pid).map_err(SpawnError::Hook)?;
+        steps.runtime_hooks(&state_json).map_err(SpawnError::Hook)?;
         chan.send(&Msg::HooksDone(state_json))?;
+    } else {
+        chan.send(&Msg::Go(Some(state_json)))?;
     }
     chan.expect(&Msg::Ready, "the container's process", STEP_TIMEOUT)?;
     Ok(pid)

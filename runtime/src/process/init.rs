@@ -3,6 +3,7 @@
 //! Runs in the process cloned by the intermediate: PID 1 of the new pid namespace, already in
 //! every namespace and the cgroup. Each step is one call into the module that owns the field.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::os::fd::RawFd;
 use std::path::Path;
@@ -61,26 +62,41 @@ const HOOKS_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// Runs the init sequence; never returns. A failure before the user process execs is sent
 /// back to `create` over the channel.
 pub fn run(ctx: &InitContext, chan: &Channel) -> ! {
-    let err = match setup(ctx, chan) {
+    let went = Cell::new(false);
+    let err = match setup(ctx, chan, &went) {
         Ok(never) => match never {},
         Err(e) => e,
     };
+    // Even a failure is told only after the go-ahead (see go_ahead).
+    if !went.get() {
+        let _ = go_ahead(chan, &went);
+    }
     let _ = chan.send(&Msg::Error(err));
     // SAFETY: leave without running the parent's exit handlers; this is a forked copy.
     unsafe { libc::_exit(1) }
 }
 
-fn setup(ctx: &InitContext, chan: &Channel) -> Result<Infallible, String> {
-    chan.expect(&Msg::Go, "the go-ahead", HOOKS_TIMEOUT)
-        .map_err(|e| e.to_string())?;
+/// Waits for main's go-ahead (see `fork::drive`): the init may set itself up before it, but
+/// sends nothing, not even an error, until main knows its pid. Notes in `went` that it came.
+fn go_ahead(chan: &Channel, went: &Cell<bool>) -> Result<Option<String>, String> {
+    went.set(true);
+    match chan
+        .recv("the go-ahead", HOOKS_TIMEOUT)
+        .map_err(|e| e.to_string())?
+    {
+        Msg::Go(state_json) => Ok(state_json),
+        other => Err(format!("unexpected sync message {other:?}")),
+    }
+}
+
+fn setup(ctx: &InitContext, chan: &Channel, went: &Cell<bool>) -> Result<Infallible, String> {
     if ctx.kind == InitKind::Exec {
-        return setup_exec(ctx, chan);
+        return setup_exec(ctx, chan, went);
     }
     // Nothing in the container may open /proc/1/exe or /proc/1/mem of the runtime before exec
     // (CVE-2019-5736); exec resets dumpability.
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("set non-dumpable: {e}"))?;
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-
     let opts = RootfsOptions {
         spec: ctx.spec,
         rootfs: ctx.rootfs,
@@ -91,13 +107,18 @@ fn setup(ctx: &InitContext, chan: &Channel) -> Result<Infallible, String> {
     };
     rootfs::prepare(&opts).map_err(|e| e.to_string())?;
 
-    chan.send(&Msg::Prepared).map_err(|e| e.to_string())?;
-    let state_json = match chan
-        .recv("the createRuntime hooks", HOOKS_TIMEOUT)
-        .map_err(|e| e.to_string())?
-    {
-        Msg::HooksDone(s) => s,
-        other => return Err(format!("unexpected sync message {other:?}")),
+    let state_json = match go_ahead(chan, went)? {
+        Some(state_json) => state_json,
+        None => {
+            chan.send(&Msg::Prepared).map_err(|e| e.to_string())?;
+            match chan
+                .recv("the createRuntime hooks", HOOKS_TIMEOUT)
+                .map_err(|e| e.to_string())?
+            {
+                Msg::HooksDone(s) => s,
+                other => return Err(format!("unexpected sync message {other:?}")),
+            }
+        }
     };
     let hooks = ctx.spec.hooks().as_ref();
     if let Some(list) = hooks.and_then(|h| h.create_container().as_ref()) {
@@ -169,7 +190,7 @@ fn setup(ctx: &InitContext, chan: &Channel) -> Result<Infallible, String> {
 }
 
 /// An exec'd process: already in the container's namespaces (and so its root) and cgroup.
-fn setup_exec(ctx: &InitContext, chan: &Channel) -> Result<Infallible, String> {
+fn setup_exec(ctx: &InitContext, chan: &Channel, went: &Cell<bool>) -> Result<Infallible, String> {
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("set non-dumpable: {e}"))?;
     let mut seccomp = crate::seccomp::prepare(ctx.spec, ctx.process, crate::seccomp::Target::Exec)
         .map_err(|e| e.to_string())?;
@@ -194,6 +215,7 @@ fn setup_exec(ctx: &InitContext, chan: &Channel) -> Result<Infallible, String> {
     if let Some(filter) = seccomp.take() {
         filter.install().map_err(|e| e.to_string())?;
     }
+    go_ahead(chan, went)?;
     chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
     // SAFETY: closing our own copy of the sync socket; nothing else uses it in this process.
     unsafe { libc::close(chan.raw_fd()) };

@@ -21,8 +21,10 @@ pub enum Msg {
     CgroupJoined,
     /// intermediate -> main: the init's pid, as seen from the main process.
     InitPid(i32),
-    /// main -> init: main knows the init's pid; start setting up.
-    Go,
+    /// main -> init: main knows the init's pid; the init may speak now. Carries the state
+    /// document for hooks in the container, or None when main runs prestart/createRuntime
+    /// hooks first (then `Prepared` and `HooksDone` follow).
+    Go(Option<String>),
     /// init -> main: the rootfs is mounted; run prestart and createRuntime hooks.
     Prepared,
     /// main -> init: hooks ran; here is the state document hooks in the container receive.
@@ -110,7 +112,20 @@ impl Channel {
                 Err(source) => return Err(SyncError::Sys { op: "poll", source }),
             }
         }
-        let mut buf = vec![0u8; 64 * 1024];
+        // MSG_TRUNC with MSG_PEEK reports the packet's full length without taking it, so the
+        // buffer is exactly as big as the message (a zeroed 64 kB buffer per message cost
+        // more page faults than the message itself).
+        let len = loop {
+            match recv(
+                self.fd.as_raw_fd(),
+                &mut [0u8; 1],
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Err(nix::Error::EINTR) => continue,
+                other => break other.map_err(|source| SyncError::Sys { op: "recv", source })?,
+            }
+        };
+        let mut buf = vec![0u8; len.max(1)];
         let n = loop {
             match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Err(nix::Error::EINTR) => continue,
@@ -163,6 +178,10 @@ mod tests {
             b.recv("pid", Duration::from_secs(1)).expect("recv"),
             Msg::InitPid(42)
         );
+        // A message of any size arrives whole (the receive buffer is sized to the packet).
+        let big = Msg::Go(Some("x".repeat(100_000)));
+        a.send(&big).expect("send");
+        assert_eq!(b.recv("big", Duration::from_secs(1)).expect("recv"), big);
         a.send(&Msg::Error("boom".into())).expect("send");
         assert!(
             matches!(b.recv("x", Duration::from_secs(1)), Err(SyncError::Remote(r)) if r == "boom")
