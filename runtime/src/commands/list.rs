@@ -49,16 +49,30 @@ pub fn list(g: &Global, format: ListFormat, quiet: bool) -> Result<()> {
 }
 
 /// The user name owning `path` (from the host's /etc/passwd), or its uid as a string.
+///
+/// /etc/passwd is read directly, as runc's own user package does, not through NSS: husk is a
+/// static binary, and glibc's NSS would need shared libraries of the exact glibc it was built
+/// with at run time.
 fn owner_name(path: &std::path::Path) -> String {
     use std::os::unix::fs::MetadataExt;
     let Ok(uid) = std::fs::metadata(path).map(|m| m.uid()) else {
         return String::new();
     };
-    nix::unistd::User::from_uid(uid.into())
+    std::fs::read_to_string("/etc/passwd")
         .ok()
-        .flatten()
-        .map(|u| u.name)
+        .and_then(|passwd| name_in_passwd(&passwd, uid))
         .unwrap_or_else(|| uid.to_string())
+}
+
+/// The name of the first /etc/passwd entry with `uid`, if any.
+fn name_in_passwd(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        // name:password:UID:GID:GECOS:directory:shell
+        let mut fields = line.trim().split(':');
+        let name = fields.next()?;
+        let entry_uid = fields.nth(1)?.parse::<u32>().ok()?;
+        (entry_uid == uid && !name.is_empty()).then(|| name.to_string())
+    })
 }
 
 /// runc's table: Go's tabwriter with minwidth 12, padding 3.
@@ -98,6 +112,14 @@ fn table(states: &[OciState]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owner_names_come_from_passwd() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\n# comment\nu:x:1000:1000::/home/u:/bin/sh\n";
+        assert_eq!(name_in_passwd(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(name_in_passwd(passwd, 1000).as_deref(), Some("u"));
+        assert_eq!(name_in_passwd(passwd, 7), None);
+    }
 
     #[test]
     fn table_has_runc_header() {
