@@ -112,7 +112,7 @@ fn supervise(cfg: &Config, argv: &Argv) -> c_int {
         None
     };
     let mut cgroup = MemCgroup::locate();
-    let mut watcher = if cfg.reload_on.is_empty() {
+    let watcher = if cfg.reload_on.is_empty() {
         None
     } else {
         match Watcher::new(&cfg.reload_on) {
@@ -128,16 +128,27 @@ fn supervise(cfg: &Config, argv: &Argv) -> c_int {
             }
         }
     };
-    let sfd = match signals.signalfd() {
-        Ok(fd) => fd,
-        Err(e) => return fatal(b"signalfd", e),
-    };
     // The child takes the terminal's foreground; hand it back at the end if it was ours, so a
     // shell that ran husk-init as a foreground command can use its terminal again.
     let had_terminal = sys::owns_terminal_foreground();
     let child = match spawn(&signals, argv, cfg.program) {
         Ok(pid) => pid,
         Err(e) => return fatal(b"fork", e),
+    };
+    let Some(mut watcher) = watcher else {
+        return signals_only(
+            cfg,
+            argv,
+            &signals,
+            child,
+            etc_hosts.as_ref(),
+            had_terminal,
+            cgroup,
+        );
+    };
+    let sfd = match signals.signalfd() {
+        Ok(fd) => fd,
+        Err(e) => return fatal(b"signalfd", e),
     };
 
     let mut fds = [
@@ -147,15 +158,13 @@ fn supervise(cfg: &Config, argv: &Argv) -> c_int {
             revents: 0,
         },
         libc::pollfd {
-            fd: watcher.as_ref().map_or(-1, Watcher::fd),
+            fd: watcher.fd(),
             events: libc::POLLIN,
             revents: 0,
         },
     ];
     loop {
-        let timeout = watcher
-            .as_ref()
-            .map_or(-1, |w| w.timeout_ms(sys::monotonic_ms()));
+        let timeout = watcher.timeout_ms(sys::monotonic_ms());
         fds[0].revents = 0;
         fds[1].revents = 0;
         if let Err(e) = sys::poll(&mut fds, timeout) {
@@ -182,7 +191,8 @@ fn supervise(cfg: &Config, argv: &Argv) -> c_int {
             }
         }
 
-        if let Some(w) = watcher.as_mut() {
+        {
+            let w = &mut watcher;
             let now = sys::monotonic_ms();
             if fds[1].revents != 0 {
                 w.on_events(now);
@@ -199,6 +209,49 @@ fn supervise(cfg: &Config, argv: &Argv) -> c_int {
             }
         }
 
+        match reap(child, cfg.warn_on_reap) {
+            Err(e) => return fatal(b"waitpid", e),
+            Ok(None) => {}
+            Ok(Some(status)) => {
+                if had_terminal {
+                    // SIGTTOU is ignored, so a background husk-init may do this.
+                    let _ = sys::take_terminal_foreground();
+                }
+                return child_exited(cfg, argv, child, status, cgroup.as_mut());
+            }
+        }
+    }
+}
+
+/// The main loop without files to watch: sigwaitinfo alone, as tini and dumb-init wait, so a
+/// signal is forwarded after one syscall instead of a poll wake-up and a signalfd read.
+fn signals_only(
+    cfg: &Config,
+    argv: &Argv,
+    signals: &Signals,
+    child: libc::pid_t,
+    etc_hosts: Option<&EtcHosts>,
+    had_terminal: bool,
+    mut cgroup: Option<MemCgroup>,
+) -> c_int {
+    loop {
+        let sig = match signals.wait() {
+            Ok(sig) => sig,
+            Err(e) => return fatal(b"Waiting for signals", e),
+        };
+        if sig != libc::SIGCHLD {
+            if sig == cfg.reload_signal {
+                reload_hosts(cfg, etc_hosts);
+            }
+            if let Err(e) = signals::forward(child, sig, cfg.kill_group) {
+                return fatal(b"Forwarding a signal", e);
+            }
+            // Only an exit makes a zombie, and every exit queues a SIGCHLD: nothing to reap
+            // now. Going straight back to waiting also leaves the CPU to the child the signal
+            // just woke.
+            continue;
+        }
+        log::debug().s(b"Received SIGCHLD").emit();
         match reap(child, cfg.warn_on_reap) {
             Err(e) => return fatal(b"waitpid", e),
             Ok(None) => {}

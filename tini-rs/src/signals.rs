@@ -65,6 +65,11 @@ impl Signals {
         sys::restore_signal(libc::SIGTTOU, &self.ttou).map_err(|e| (&b"restoring SIGTTOU"[..], e))
     }
 
+    /// Waits for the next collected signal and returns it.
+    pub fn wait(&self) -> sys::Result<c_int> {
+        self.collected.wait()
+    }
+
     /// A signalfd reporting the collected signals.
     pub fn signalfd(&self) -> sys::Result<Fd> {
         self.collected.signalfd()
@@ -84,11 +89,13 @@ pub fn describe(msg: &mut log::Msg, sig: c_int) {
 /// A child that is already gone is only worth a warning: it will be reaped next.
 pub fn forward(child: libc::pid_t, sig: c_int, group: bool) -> sys::Result<()> {
     let target = if group { -child } else { child };
+    // Sent before the message is built: the child's latency is the figure that counts.
+    let sent = sys::kill(target, sig);
     let mut msg = log::debug();
     msg.s(b"Passing signal: ");
     describe(&mut msg, sig);
     msg.emit();
-    match sys::kill(target, sig) {
+    match sent {
         Ok(()) => Ok(()),
         Err(libc::ESRCH) => {
             log::warn()

@@ -357,6 +357,19 @@ impl SigSet {
         Ok(SigSet(unsafe { old.assume_init() }))
     }
 
+    /// Waits until one of the signals of this set (which must be blocked) is pending, takes
+    /// it and returns it: sigwaitinfo(2). One syscall per signal, where a signalfd costs a
+    /// poll and a read.
+    pub fn wait(&self) -> Result<c_int> {
+        loop {
+            // SAFETY: self.0 is a valid set; a null info asks for the signal number only.
+            match check(unsafe { libc::sigwaitinfo(&self.0, ptr::null_mut()) }) {
+                Err(libc::EINTR) => continue,
+                other => return other,
+            }
+        }
+    }
+
     /// A non-blocking, close-on-exec signalfd that reports the signals of this set.
     pub fn signalfd(&self) -> Result<Fd> {
         // SAFETY: self.0 is a valid set; -1 asks for a new descriptor.
