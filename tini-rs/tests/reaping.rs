@@ -4,8 +4,10 @@ mod common;
 
 use common::{lines, scratch, Start, HUSK_INIT};
 
-/// Orphans `N` processes that exit at once, then waits until no zombie is left in the
-/// namespace and writes how many remain (0 unless reaping failed).
+/// Orphans `N` processes that exit at once, then waits until no process but husk-init and
+/// this shell is left in the namespace and writes how many remain (0 unless reaping failed).
+/// Waiting for "no zombie" alone is not enough: an orphan that has not run yet is no zombie,
+/// and when the shell exits first, PID 1's exit kills it before it can be reaped.
 const STORM: &str = r#"
 i=0
 while [ $i -lt $N ]; do ( : & ); i=$((i+1)); done
@@ -13,7 +15,8 @@ tries=0
 while :; do
   n=0
   for f in /proc/[0-9]*/stat; do
-    read -r _ _ st _ 2>/dev/null < "$f" && [ "$st" = Z ] && n=$((n+1))
+    read -r pid _ 2>/dev/null < "$f" || continue
+    if [ "$pid" != 1 ] && [ "$pid" != $$ ]; then n=$((n+1)); fi
   done
   if [ $n -eq 0 ] || [ $tries -ge 500 ]; then break; fi
   tries=$((tries+1)); sleep 0.02
