@@ -189,6 +189,23 @@ impl V1 {
         Ok(())
     }
 
+    /// The `tasks` file of every hierarchy but a hybrid host's cgroup2 one, which has none.
+    pub(super) fn self_join_files(&self, rel: &Path) -> Vec<PathBuf> {
+        self.hierarchies
+            .iter()
+            .filter(|h| h.role != Role::Unified)
+            .map(|h| fs::join(&h.mount, rel).join("tasks"))
+            .collect()
+    }
+
+    /// Moves `pid` into the hierarchies `self_join_files` leaves out (the directories exist).
+    pub(super) fn add_task_rest(&self, rel: &Path, pid: Pid) -> Result<(), CgroupError> {
+        for h in self.hierarchies.iter().filter(|h| h.role == Role::Unified) {
+            fs::attach(&fs::join(&h.mount, rel), pid)?;
+        }
+        Ok(())
+    }
+
     /// Applies `resources` (already passed through `super::prepare`).
     pub(super) fn apply(&self, rel: &Path, resources: &LinuxResources) -> Result<(), CgroupError> {
         let cgroup = rel.to_path_buf();

@@ -135,6 +135,7 @@ pub fn create(g: &Global, id: &str, opts: &CreateOpts) -> Result<Created> {
         spec,
         state: &mut state,
         rootless: g.is_rootless()?,
+        self_joined: false,
     };
     let pid = fork::spawn(&ctx, &mut steps)?;
     drop(console);
@@ -181,16 +182,34 @@ struct Steps<'a> {
     state: &'a mut State,
     /// --rootless (or auto-detected): a cgroup we may not create is skipped, not fatal.
     rootless: bool,
+    /// prepare_cgroup made the cgroup and the set-up process joins its v1 hierarchies itself.
+    self_joined: bool,
 }
 
 impl MainSteps for Steps<'_> {
+    fn prepare_cgroup(&mut self) -> Result<Vec<PathBuf>, String> {
+        // Rootless keeps the one-step path: it copes with a cgroup it may not create.
+        if self.rootless {
+            return Ok(Vec::new());
+        }
+        self.cgroup.create().map_err(|e| e.to_string())?;
+        let files = self.cgroup.self_join_files().map_err(|e| e.to_string())?;
+        self.self_joined = !files.is_empty();
+        Ok(files)
+    }
+
     fn join_cgroup(&mut self, pid: Pid) -> Result<(), String> {
         let resources = self
             .spec
             .linux()
             .as_ref()
             .and_then(|l| l.resources().as_ref());
-        if let Err(e) = self.cgroup.add_task(pid) {
+        let joined = if self.self_joined {
+            self.cgroup.add_task_rest(pid)
+        } else {
+            self.cgroup.add_task(pid)
+        };
+        if let Err(e) = joined {
             if !(self.rootless && e.is_permission_denied()) {
                 return Err(e.to_string());
             }

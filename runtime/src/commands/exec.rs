@@ -132,7 +132,10 @@ pub fn exec(g: &Global, id: &str, opts: &ExecOpts) -> Result<i32> {
         console_socket: console_fd,
         lock_fd: None,
     };
-    let mut steps = JoinCgroup(&cgroup);
+    let mut steps = JoinCgroup {
+        cgroup: &cgroup,
+        self_joined: false,
+    };
     let pid = fork::spawn(&ctx, &mut steps)?;
     drop(console);
     let master = match pair {
@@ -188,17 +191,40 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 }
 
 /// Puts the exec'd process into the container's cgroup; limits are the container's already.
-struct JoinCgroup<'a>(&'a ContainerCgroup);
+struct JoinCgroup<'a> {
+    cgroup: &'a ContainerCgroup,
+    /// prepare_cgroup found the cgroup and the set-up process joins its v1 hierarchies itself.
+    self_joined: bool,
+}
+
+impl JoinCgroup<'_> {
+    /// A rootless container may run without a cgroup (create skipped it): then neither does
+    /// its exec'd process, and joining must not try to create one.
+    fn exists(&self) -> Result<bool, String> {
+        let dirs = self.cgroup.dirs().map_err(|e| e.to_string())?;
+        Ok(dirs.iter().any(|d| d.exists()))
+    }
+}
 
 impl MainSteps for JoinCgroup<'_> {
+    fn prepare_cgroup(&mut self) -> Result<Vec<PathBuf>, String> {
+        if !self.exists()? {
+            return Ok(Vec::new());
+        }
+        self.cgroup.create().map_err(|e| e.to_string())?;
+        let files = self.cgroup.self_join_files().map_err(|e| e.to_string())?;
+        self.self_joined = !files.is_empty();
+        Ok(files)
+    }
+
     fn join_cgroup(&mut self, pid: nix::unistd::Pid) -> Result<(), String> {
-        // A rootless container may run without a cgroup (create skipped it): then neither
-        // does its exec'd process, and joining must not try to create one.
-        let dirs = self.0.dirs().map_err(|e| e.to_string())?;
-        if !dirs.iter().any(|d| d.exists()) {
+        if self.self_joined {
+            return self.cgroup.add_task_rest(pid).map_err(|e| e.to_string());
+        }
+        if !self.exists()? {
             return Ok(());
         }
-        self.0.add_task(pid).map_err(|e| e.to_string())
+        self.cgroup.add_task(pid).map_err(|e| e.to_string())
     }
 }
 

@@ -45,7 +45,14 @@ pub enum SpawnError {
 
 /// What the main process does at the points of the protocol that are its own.
 pub trait MainSteps {
-    /// Puts the intermediate (and so all it clones) into the container's cgroup and applies limits.
+    /// Creates the cgroup before the fork and returns the files through which the set-up
+    /// process joins it itself (`ContainerCgroup::self_join_files`), concurrently with
+    /// `join_cgroup`; empty when `join_cgroup` alone moves it.
+    fn prepare_cgroup(&mut self) -> Result<Vec<std::path::PathBuf>, String> {
+        Ok(Vec::new())
+    }
+    /// Puts the intermediate (and so all it clones) into the container's cgroup, in the
+    /// hierarchies it does not join itself, and applies limits.
     fn join_cgroup(&mut self, pid: Pid) -> Result<(), String>;
     /// The state JSON for an init of `pid`, which hooks inside the container receive.
     fn state_json(&mut self, _pid: Pid) -> String {
@@ -66,6 +73,7 @@ pub trait MainSteps {
 /// On error every process this call started is killed and reaped before it returns.
 pub fn spawn(ctx: &InitContext, steps: &mut dyn MainSteps) -> Result<Pid, SpawnError> {
     let (main_end, child_end) = sync::pair()?;
+    let self_join = steps.prepare_cgroup().map_err(SpawnError::Cgroup)?;
     // SAFETY: husk is single-threaded during create, so the child may run arbitrary code.
     let fork = unsafe { nix::unistd::fork() }.map_err(SpawnError::Fork)?;
     let intermediate = match fork {
@@ -75,7 +83,7 @@ pub fn spawn(ctx: &InitContext, steps: &mut dyn MainSteps) -> Result<Pid, SpawnE
                 // SAFETY: closing our copy of the store lock; main keeps its own.
                 unsafe { libc::close(fd) };
             }
-            let Err(e) = intermediate(ctx, &child_end);
+            let Err(e) = intermediate(ctx, &child_end, &self_join);
             let _ = child_end.send(&Msg::Error(e));
             // SAFETY: _exit skips the parent's atexit handlers and buffered output, which
             // belong to the main process.
@@ -240,9 +248,19 @@ fn drive(
 }
 
 /// The intermediate: namespaces, then clone the init, report its pid and exit.
-fn intermediate(ctx: &InitContext, chan: &Channel) -> Result<Infallible, String> {
+fn intermediate(
+    ctx: &InitContext,
+    chan: &Channel,
+    self_join: &[std::path::PathBuf],
+) -> Result<Infallible, String> {
     // If create dies, the half-made container must not live on.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("set pdeathsig: {e}"))?;
+    // Still in the host's mount namespace and with the host's credentials, like main; main
+    // applies the limits meanwhile, and the clone below waits for CgroupJoined.
+    for tasks in self_join {
+        std::fs::write(tasks, "0")
+            .map_err(|e| format!("join cgroup through {}: {e}", tasks.display()))?;
+    }
     // Non-dumpable before the clone, so the init or exec'd process is born that way (the flag
     // is inherited): nothing in the container can open /proc/<pid>/exe of husk even in the
     // moment between clone and its own set-up (CVE-2019-5736).
