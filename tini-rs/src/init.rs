@@ -209,16 +209,8 @@ fn supervise(cfg: &Config, argv: &Argv) -> c_int {
             }
         }
 
-        match reap(child, cfg.warn_on_reap) {
-            Err(e) => return fatal(b"waitpid", e),
-            Ok(None) => {}
-            Ok(Some(status)) => {
-                if had_terminal {
-                    // SIGTTOU is ignored, so a background husk-init may do this.
-                    let _ = sys::take_terminal_foreground();
-                }
-                return child_exited(cfg, argv, child, status, cgroup.as_mut());
-            }
+        if let Some(code) = reap_and_finish(cfg, argv, child, had_terminal, &mut cgroup) {
+            return code;
         }
     }
 }
@@ -252,16 +244,30 @@ fn signals_only(
             continue;
         }
         log::debug().s(b"Received SIGCHLD").emit();
-        match reap(child, cfg.warn_on_reap) {
-            Err(e) => return fatal(b"waitpid", e),
-            Ok(None) => {}
-            Ok(Some(status)) => {
-                if had_terminal {
-                    // SIGTTOU is ignored, so a background husk-init may do this.
-                    let _ = sys::take_terminal_foreground();
-                }
-                return child_exited(cfg, argv, child, status, cgroup.as_mut());
+        if let Some(code) = reap_and_finish(cfg, argv, child, had_terminal, &mut cgroup) {
+            return code;
+        }
+    }
+}
+
+/// Reaps every exited child; once the main child is among them, hands the terminal back and
+/// returns husk-init's exit code (also when waiting itself failed).
+fn reap_and_finish(
+    cfg: &Config,
+    argv: &Argv,
+    child: libc::pid_t,
+    had_terminal: bool,
+    cgroup: &mut Option<MemCgroup>,
+) -> Option<c_int> {
+    match reap(child, cfg.warn_on_reap) {
+        Err(e) => Some(fatal(b"waitpid", e)),
+        Ok(None) => None,
+        Ok(Some(status)) => {
+            if had_terminal {
+                // SIGTTOU is ignored, so a background husk-init may do this.
+                let _ = sys::take_terminal_foreground();
             }
+            Some(child_exited(cfg, argv, child, status, cgroup.as_mut()))
         }
     }
 }
