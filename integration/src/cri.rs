@@ -8,7 +8,6 @@
 use std::fs;
 use std::future::Future;
 use std::os::unix::fs::symlink;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
@@ -23,7 +22,7 @@ use tempfile::TempDir;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::snippets::snippet;
-use crate::{containerd_bins, image, pids_with_cmdline, terminate};
+use crate::{containerd_bins, image, pids_with_cmdline, spawn_daemon, terminate};
 
 /// The containerd namespace the CRI plugin works in.
 pub const K8S_NAMESPACE: &str = "k8s.io";
@@ -270,26 +269,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("containerd.log"))?;
         let path = format!(
             "{}:{}:/usr/local/sbin:/usr/sbin:/sbin",
             self.dir.join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let child = Command::new(&self.containerd)
-            .arg("--config")
-            .arg(self.dir.join("config.toml"))
-            .env("PATH", path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // Its own process group: a signal for the test's group never reaches it.
-            .process_group(0)
-            .spawn()
-            .context("starting containerd")?;
+        let mut cmd = Command::new(&self.containerd);
+        cmd.arg("--config").arg(self.dir.join("config.toml"));
+        let child = spawn_daemon(cmd, &self.dir.join("containerd.log"), &path)?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

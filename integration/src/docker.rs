@@ -7,7 +7,6 @@
 //! containerd and shims, mounts, cgroups and the temp dir, even when the test failed.
 
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -243,27 +242,16 @@ impl Dockerd {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("dockerd.log"))?;
         // dockerd finds containerd, containerd-shim-runc-v2, runc and docker-init on PATH.
         let path = format!(
             "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             std::env::var("PATH").unwrap_or_default()
         );
-        let child = Command::new(&self.bins.dockerd)
-            .args(&self.args)
-            .env("PATH", path)
+        let mut cmd = Command::new(&self.bins.dockerd);
+        cmd.args(&self.args)
             .env_remove("DOCKER_HOST")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // Its own process group: a signal for the test's group never reaches it.
-            .process_group(0)
-            .spawn()
-            .context("starting dockerd")?;
+            .env_remove("NOTIFY_SOCKET");
+        let child = crate::spawn_daemon(cmd, &self.dir.join("dockerd.log"), &path)?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

@@ -183,26 +183,14 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("containerd.log"))?;
         let path = format!(
-            "{}:{}",
+            "{}:{}:/usr/local/sbin:/usr/sbin:/sbin",
             self.dir.join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let child = Command::new(&self.containerd)
-            .arg("--config")
-            .arg(self.dir.join("config.toml"))
-            .env("PATH", format!("{path}:/usr/local/sbin:/usr/sbin:/sbin"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // Its own process group: a signal for the test's group never reaches it.
-            .process_group(0)
-            .spawn()
-            .context("starting containerd")?;
+        let mut cmd = Command::new(&self.containerd);
+        cmd.arg("--config").arg(self.dir.join("config.toml"));
+        let child = spawn_daemon(cmd, &self.dir.join("containerd.log"), &path)?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -436,6 +424,23 @@ pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
                 .unwrap_or(false)
         })
         .collect()
+}
+
+/// Starts a daemon the harness owns: stdout and stderr appended to `log`, stdin closed, `PATH`
+/// set, and its own process group, so a signal for the test's group never reaches it.
+pub fn spawn_daemon(mut cmd: Command, log: &Path, path: &str) -> Result<Child> {
+    let name = cmd.get_program().to_string_lossy().into_owned();
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    cmd.env("PATH", path)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .process_group(0);
+    cmd.spawn().with_context(|| format!("starting {name}"))
 }
 
 /// Stops a daemon this harness started: SIGTERM, then SIGKILL once `grace` has passed, and
