@@ -274,11 +274,26 @@ mod tests {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe")
     }
 
+    /// Writes an executable script from a child process: a writable fd held by this (multi-
+    /// threaded) test process leaks into children other tests fork at that moment, and exec of
+    /// the script then fails with ETXTBSY until they exec.
+    fn write_executable(path: &std::path::Path, text: &str) {
+        let status = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "printf '%s' \"$1\" > \"$2\" && chmod 755 \"$2\"",
+                "sh",
+                text,
+            ])
+            .arg(path)
+            .status()
+            .expect("sh");
+        assert!(status.success(), "writing {}", path.display());
+    }
+
     fn script(dir: &std::path::Path, body: &str) -> String {
         let path = dir.join("logger.sh");
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("chmod");
+        write_executable(&path, &format!("#!/bin/sh\n{body}\n"));
         format!("binary://{}", path.display())
     }
 
@@ -336,13 +351,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("out");
         let script = dir.path().join("logger.sh");
-        std::fs::write(
+        write_executable(
             &script,
             "#!/bin/sh\nexec 5>&-\n{ echo \"$CONTAINER_NAMESPACE/$CONTAINER_ID $1\"; cat <&3; cat <&4; } > \"$2\"\n",
-        )
-        .expect("write script");
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("chmod");
+        );
         let uri = format!("binary://{}?tag={}", script.display(), out.display());
         let stdio = crate::stdio::StdioPaths {
             stdout: uri.clone(),
